@@ -1,0 +1,106 @@
+//! gRPC `UserDirectory`: what other services ask identity synchronously.
+
+use std::str::FromStr;
+
+use stride_proto::identity::v1::{
+    AuthenticateDeviceRequest, AuthenticateDeviceResponse, CheckSessionRequest,
+    CheckSessionResponse, GetProfilesRequest, GetProfilesResponse, Profile,
+    user_directory_server::{UserDirectory, UserDirectoryServer},
+};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::{Identity, sessions::digest};
+
+/// Most ids per `GetProfiles` call.
+const MAX_PROFILE_IDS: usize = 500;
+
+/// The gRPC routes of identity.
+pub fn routes(identity: Identity) -> axum::Router {
+    tonic::service::Routes::new(UserDirectoryServer::new(identity)).into_axum_router()
+}
+
+fn internal(error: sqlx::Error) -> Status {
+    tracing::error!(%error, "user directory query failed");
+    Status::unavailable("identity's database is unavailable")
+}
+
+#[tonic::async_trait]
+impl UserDirectory for Identity {
+    async fn get_profiles(
+        &self,
+        request: Request<GetProfilesRequest>,
+    ) -> Result<Response<GetProfilesResponse>, Status> {
+        let ids = request.into_inner().user_ids;
+        if ids.len() > MAX_PROFILE_IDS {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_PROFILE_IDS} ids per call"
+            )));
+        }
+        let ids: Vec<Uuid> = ids
+            .iter()
+            .map(|id| Uuid::from_str(id))
+            .collect::<Result<_, _>>()
+            .map_err(|_| Status::invalid_argument("user_ids must be UUIDs"))?;
+        let rows: Vec<(Uuid, String, Option<Uuid>, String, String)> = sqlx::query_as(
+            "SELECT id, display_name, avatar_id, time_zone, default_visibility FROM users
+             WHERE id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.db)
+        .await
+        .map_err(internal)?;
+        let profiles = rows
+            .into_iter()
+            .map(
+                |(id, display_name, avatar_id, time_zone, default_visibility)| Profile {
+                    user_id: id.to_string(),
+                    display_name,
+                    avatar_id: avatar_id.map(|id| id.to_string()).unwrap_or_default(),
+                    time_zone,
+                    default_visibility,
+                },
+            )
+            .collect();
+        Ok(Response::new(GetProfilesResponse { profiles }))
+    }
+
+    async fn check_session(
+        &self,
+        request: Request<CheckSessionRequest>,
+    ) -> Result<Response<CheckSessionResponse>, Status> {
+        let session_id = Uuid::from_str(&request.into_inner().session_id)
+            .map_err(|_| Status::invalid_argument("session_id must be a UUID"))?;
+        let user = self
+            .sessions
+            .is_active(session_id)
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(CheckSessionResponse {
+            active: user.is_some(),
+            user_id: user.map(|id| id.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn authenticate_device(
+        &self,
+        request: Request<AuthenticateDeviceRequest>,
+    ) -> Result<Response<AuthenticateDeviceResponse>, Status> {
+        let token = request.into_inner().token;
+        let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
+            "SELECT d.id, d.user_id, d.kind FROM devices d JOIN users u ON u.id = d.user_id
+             WHERE d.token_hash = $1 AND d.revoked_at IS NULL AND u.disabled_at IS NULL",
+        )
+        .bind(digest(&token))
+        .fetch_optional(&self.db)
+        .await
+        .map_err(internal)?;
+        let (device_id, user_id, kind) =
+            row.ok_or_else(|| Status::unauthenticated("unknown or revoked device credential"))?;
+        Ok(Response::new(AuthenticateDeviceResponse {
+            device_id: device_id.to_string(),
+            user_id: user_id.to_string(),
+            kind,
+        }))
+    }
+}

@@ -1,0 +1,248 @@
+//! Layered configuration: defaults in code, then an optional TOML file, then `STRIDE_*`
+//! environment variables (the last one wins). Every field is listed in the README.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of one `stride` process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// HTTP listen address (`STRIDE_HTTP_ADDR`).
+    pub http_addr: SocketAddr,
+    /// gRPC listen address (`STRIDE_GRPC_ADDR`).
+    pub grpc_addr: SocketAddr,
+    /// Administrative PostgreSQL connection; each service's database is created next to it
+    /// (`STRIDE_DATABASE_URL`).
+    #[serde(serialize_with = "serialize_secret")]
+    pub database_url: SecretString,
+    /// Prefix of the per-service database names: `<prefix><service>` (`STRIDE_DATABASE_PREFIX`).
+    pub database_prefix: String,
+    /// Maximum connections per service pool (`STRIDE_DATABASE_MAX_CONNECTIONS`).
+    pub database_max_connections: u32,
+    /// Redis URL (`STRIDE_REDIS_URL`).
+    #[serde(serialize_with = "serialize_secret")]
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key this installation writes (`STRIDE_REDIS_PREFIX`).
+    pub redis_prefix: String,
+    /// NATS URL (`STRIDE_NATS_URL`).
+    pub nats_url: String,
+    /// Namespace for JetStream streams and subjects; empty in production, used by tests to
+    /// share one broker (`STRIDE_NATS_PREFIX`).
+    pub nats_prefix: String,
+    /// How long the `EVENTS` stream keeps events, so new consumers can replay history
+    /// (`STRIDE_EVENTS_MAX_AGE_DAYS`).
+    pub events_max_age_days: u64,
+    /// gRPC address of the identity service; unset means this process's own gRPC port, which
+    /// is right when identity runs in the same process (`STRIDE_IDENTITY_GRPC_URL`).
+    pub identity_grpc_url: Option<String>,
+    /// Where the JSON Web Key Set is fetched; unset means this process's own
+    /// `/.well-known/jwks.json` (`STRIDE_JWKS_URL`).
+    pub jwks_url: Option<String>,
+    /// How long fetched signing keys are trusted before the set is fetched again; a removed
+    /// key is refused at the latest after this time (`STRIDE_JWKS_CACHE_SECONDS`).
+    pub jwks_cache_seconds: u64,
+    /// `iss` of access tokens (`STRIDE_JWT_ISSUER`).
+    pub jwt_issuer: String,
+    /// `aud` of access tokens (`STRIDE_JWT_AUDIENCE`).
+    pub jwt_audience: String,
+    /// Lifetime of access tokens (`STRIDE_ACCESS_TOKEN_SECONDS`).
+    pub access_token_seconds: u64,
+    /// Lifetime of a session without use; each refresh extends it (`STRIDE_SESSION_DAYS`).
+    pub session_days: u64,
+    /// How long a device credential check is cached by the services that accept device
+    /// traffic: a revoked device is refused at the latest after this time
+    /// (`STRIDE_DEVICE_AUTH_CACHE_SECONDS`).
+    pub device_auth_cache_seconds: u64,
+    /// Threads that hash passwords, at low CPU priority (`STRIDE_PASSWORD_HASH_THREADS`,
+    /// 0 = one per core).
+    pub password_hash_threads: usize,
+    /// Peers whose `X-Forwarded-For` is believed, e.g. the gateway
+    /// (`STRIDE_TRUSTED_PROXIES`, comma-separated CIDRs).
+    pub trusted_proxies: String,
+    /// `json` (default) or `pretty` (`STRIDE_LOG_FORMAT`).
+    pub log_format: String,
+    /// Log filter in `tracing` syntax (`STRIDE_LOG`).
+    pub log: String,
+    /// How long shutdown waits for in-flight requests and workers
+    /// (`STRIDE_SHUTDOWN_GRACE_SECONDS`).
+    pub shutdown_grace_seconds: u64,
+}
+
+fn serialize_secret<S: serde::Serializer>(
+    secret: &SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            database_url: SecretString::from(
+                "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+            ),
+            database_prefix: "stride_".into(),
+            database_max_connections: 10,
+            redis_url: SecretString::from("redis://127.0.0.1:6379"),
+            redis_prefix: "stride:".into(),
+            nats_url: "nats://127.0.0.1:4222".into(),
+            nats_prefix: String::new(),
+            events_max_age_days: 90,
+            identity_grpc_url: None,
+            jwks_url: None,
+            jwks_cache_seconds: 300,
+            jwt_issuer: "stride".into(),
+            jwt_audience: "stride".into(),
+            access_token_seconds: 900,
+            session_days: 30,
+            device_auth_cache_seconds: 5,
+            password_hash_threads: 0,
+            trusted_proxies: "127.0.0.1/32,::1/128".into(),
+            log_format: "json".into(),
+            log: "info,sqlx=warn".into(),
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value could not be read or has the wrong type.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// A value has the right type but is not usable.
+    #[error("invalid configuration: {0}")]
+    Value(String),
+}
+
+impl Config {
+    /// Defaults, then `file` (TOML) if given, then `STRIDE_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Value(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("STRIDE_").ignore(&["CONFIG_FILE"]))
+            .extract()
+            .map_err(Box::new)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.trusted_proxy_networks()?;
+        if !self
+            .database_prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(ConfigError::Value(
+                "STRIDE_DATABASE_PREFIX may only hold lowercase letters, digits and _".into(),
+            ));
+        }
+        if self.access_token_seconds == 0 || self.session_days == 0 {
+            return Err(ConfigError::Value(
+                "token and session lifetimes must be positive".into(),
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "json" | "pretty") {
+            return Err(ConfigError::Value(
+                "STRIDE_LOG_FORMAT must be json or pretty".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parsed `trusted_proxies` list.
+    pub fn trusted_proxy_networks(&self) -> Result<Vec<IpNet>, ConfigError> {
+        self.trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>().map_err(|_| {
+                    ConfigError::Value(format!("STRIDE_TRUSTED_PROXIES: {s} is not a CIDR"))
+                })
+            })
+            .collect()
+    }
+
+    /// The name of a service's own database.
+    pub fn database_name(&self, service: &str) -> String {
+        format!("{}{}", self.database_prefix, service)
+    }
+
+    /// The JetStream name of a stream (`EVENTS`, `TELEMETRY`, ...) in this installation.
+    pub fn stream_name(&self, stream: &str) -> String {
+        let prefix: String = self
+            .nats_prefix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{prefix}{stream}")
+    }
+
+    /// Lifetime of access tokens.
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_seconds)
+    }
+
+    /// Lifetime of sessions.
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_days * 86_400)
+    }
+
+    /// Shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_are_namespaced_with_a_safe_prefix() {
+        let config = Config {
+            nats_prefix: "t1a2.".into(),
+            ..Config::default()
+        };
+        assert_eq!(config.stream_name("EVENTS"), "T1A2_EVENTS");
+        assert_eq!(Config::default().stream_name("EVENTS"), "EVENTS");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_variable_name() {
+        let config = Config {
+            trusted_proxies: "10.0.0.0/8,nonsense".into(),
+            ..Config::default()
+        };
+        let message = config.check().expect_err("invalid").to_string();
+        assert!(message.contains("STRIDE_TRUSTED_PROXIES"), "{message}");
+    }
+}

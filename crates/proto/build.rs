@@ -1,0 +1,11 @@
+//! Compiles the contracts in `proto/` once, for every service crate.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = ["identity/v1/identity.proto"].map(|file| root.join(file));
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    tonic_prost_build::configure().compile_protos(&files, &[root])?;
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `stride`: runs any set of Stride services, migrates their databases, and administers them.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use stride::Targets;
+use stride_platform::{config::Config, observability, server};
+
+/// Stride: a self-hostable backend for connected sports training.
+///
+/// Configuration comes from defaults, then the optional TOML file, then STRIDE_* environment
+/// variables (see the README for the full list).
+#[derive(Debug, Parser)]
+#[command(name = "stride", version, about, long_about)]
+struct Cli {
+    /// TOML configuration file (its keys are the STRIDE_* names in lower case, without the
+    /// prefix).
+    #[arg(long, global = true, env = "STRIDE_CONFIG_FILE", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs services: all of them in one process (the default) or the given ones, on one HTTP
+    /// and one gRPC port. Migrates their databases first. Stops gracefully on SIGINT/SIGTERM.
+    Serve {
+        /// `all`, or a comma-separated list of services (valid names: identity).
+        #[arg(
+            long,
+            env = "STRIDE_TARGETS",
+            default_value = "all",
+            value_name = "TARGETS"
+        )]
+        targets: Targets,
+    },
+    /// Creates missing service databases and applies migrations, then exits.
+    Migrate {
+        /// `all`, or a comma-separated list of services.
+        #[arg(
+            long,
+            env = "STRIDE_TARGETS",
+            default_value = "all",
+            value_name = "TARGETS"
+        )]
+        targets: Targets,
+    },
+    /// Administrative tasks.
+    Admin {
+        #[command(subcommand)]
+        task: AdminTask,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminTask {
+    /// Gives an existing account the admin role.
+    Grant {
+        /// The account's email address.
+        email: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    observability::init_logging(&config);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("stride-worker")
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(cli.command, config))
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { targets } => {
+            let app = server::start(config, &targets.specs()).await?;
+            app.run_until_signal().await
+        }
+        Command::Migrate { targets } => server::migrate(&config, &targets.specs()).await,
+        Command::Admin {
+            task: AdminTask::Grant { email },
+        } => {
+            stride_identity::grant_admin(&config, &email).await?;
+            println!("{email} is now an administrator");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,376 @@
+# shellcheck shell=bash
+# Helpers shared by dev/up and dev/test. Source it, do not run it:
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Sourcing registers stride_cleanup on EXIT/INT/TERM, so any server this
+# script starts is stopped again when the script ends. Servers that were
+# already running are never touched.
+#
+# Knobs (all optional):
+#   STRIDE_DATABASE_URL / STRIDE_REDIS_URL / STRIDE_NATS_URL  where the servers are
+#   STRIDE_NATS_MONITOR_PORT  NATS monitoring port (default 8222)
+#   STRIDE_KEEP_SERVICES=1    leave servers we started running at exit
+set -euo pipefail
+
+STRIDE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STRIDE_STATE="$STRIDE_ROOT/.dev/state"
+
+STRIDE_DEFAULT_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
+STRIDE_DEFAULT_REDIS_URL="redis://127.0.0.1:6379"
+STRIDE_DEFAULT_NATS_URL="nats://127.0.0.1:4222"
+STRIDE_MIN_RUST="1.88"
+
+# What this script started; stride_cleanup stops exactly these.
+STRIDE_STARTED_PG=""      # "<version> <cluster>" of a PostgreSQL cluster we started
+STRIDE_STARTED_REDIS=""   # pid file of a redis-server we started
+STRIDE_STARTED_NATS=""    # pid of a nats-server we started
+STRIDE_CLEANED_UP=""
+STRIDE_APT_UPDATED=""
+
+stride_log() { printf 'stride: %s\n' "$*" >&2; }
+stride_die() { printf 'stride: error: %s\n' "$*" >&2; exit 1; }
+
+# Run a command as root: directly, or through sudo when we are not root.
+stride_as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        stride_die "need root for: $* (not root and sudo is not installed)"
+    fi
+}
+
+# Run a command as the postgres OS user (peer auth on the local socket).
+stride_as_postgres() {
+    # cd / so psql does not warn that it cannot read our working directory.
+    if [ "$(id -u)" -eq 0 ]; then
+        if command -v runuser >/dev/null 2>&1; then
+            (cd / && runuser -u postgres -- "$@")
+        else
+            (cd / && su postgres -s /bin/sh -c "$(printf '%q ' "$@")")
+        fi
+    elif command -v sudo >/dev/null 2>&1; then
+        (cd / && sudo -u postgres "$@")
+    else
+        stride_die "need to run as the postgres user: $* (not root and sudo is not installed)"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Packages
+
+stride_apt_installed() {
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
+
+# stride_need_apt PKG... : install whichever of the packages are missing.
+stride_need_apt() {
+    local pkg missing=()
+    for pkg in "$@"; do
+        stride_apt_installed "$pkg" || missing+=("$pkg")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+
+    command -v apt-get >/dev/null 2>&1 ||
+        stride_die "missing packages: ${missing[*]} (no apt-get here; install them by hand)"
+    stride_log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if [ -z "$STRIDE_APT_UPDATED" ]; then
+        stride_as_root apt-get -o DPkg::Lock::Timeout=300 update -q ||
+            stride_die "apt-get update failed"
+        STRIDE_APT_UPDATED=1
+    fi
+    stride_as_root apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}" ||
+        stride_die "apt-get install failed for: ${missing[*]}"
+}
+
+# ---------------------------------------------------------------------------
+# Ports and URLs
+
+# stride_port_open HOST PORT : true if something accepts TCP connections there.
+stride_port_open() {
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" >/dev/null 2>&1
+}
+
+# stride_wait_port HOST PORT SECONDS NAME [PID] : wait until the port answers.
+# With PID, give up early if that process has died.
+stride_wait_port() {
+    local host=$1 port=$2 secs=$3 name=$4 pid=${5:-} i
+    for ((i = 0; i < secs * 4; i++)); do
+        stride_port_open "$host" "$port" && return 0
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            stride_log "$name exited before listening on $host:$port"
+            return 1
+        fi
+        sleep 0.25
+    done
+    stride_log "$name did not listen on $host:$port within ${secs}s"
+    return 1
+}
+
+# stride_url_hostport URL DEFAULT_PORT : prints "HOST PORT" of
+# scheme://[user[:pass]@]host[:port][/...]. Bracketed IPv6 hosts are kept as is.
+stride_url_hostport() {
+    local rest=${1#*://} default_port=$2 host port
+    rest=${rest%%[/?]*}   # drop path and query
+    rest=${rest##*@}      # drop credentials
+    if [[ $rest =~ ^(\[[^]]*\]|[^:]*)(:([0-9]+))?$ ]]; then
+        host=${BASH_REMATCH[1]}
+        port=${BASH_REMATCH[3]:-$default_port}
+    else
+        host=$rest
+        port=$default_port
+    fi
+    printf '%s %s\n' "${host:-127.0.0.1}" "$port"
+}
+
+# Only servers on this machine's loopback can be started by us.
+stride_is_local() {
+    case "$1" in
+        127.0.0.1 | localhost | '[::1]') return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+stride_state_dir() {
+    mkdir -p "$STRIDE_STATE/$1"
+    # Keep runtime files out of git without touching the repository's own
+    # ignore rules.
+    [ -f "$STRIDE_ROOT/.dev/.gitignore" ] || printf '*\n' >"$STRIDE_ROOT/.dev/.gitignore"
+}
+
+# ---------------------------------------------------------------------------
+# PostgreSQL
+
+stride_pg_url_ok() {
+    PGCONNECT_TIMEOUT=5 psql "$1" -XAtq -c 'select 1' >/dev/null 2>&1
+}
+
+# stride_ensure_postgres [URL] : URL defaults to STRIDE_DATABASE_URL.
+stride_ensure_postgres() {
+    local url=${1:-${STRIDE_DATABASE_URL:-$STRIDE_DEFAULT_DATABASE_URL}}
+    local host port ver cluster line i
+    read -r host port < <(stride_url_hostport "$url" 5432)
+
+    if ! stride_port_open "$host" "$port"; then
+        stride_is_local "$host" ||
+            stride_die "PostgreSQL at $host:$port does not answer (not local, so not starting one)"
+        stride_need_apt postgresql
+
+        # The package install may already have started it.
+        if ! stride_port_open "$host" "$port"; then
+            # Start the Debian cluster configured for this port, creating
+            # "main" if the machine has none at all.
+            line=$(pg_lsclusters --no-header 2>/dev/null | awk -v p="$port" '$3 == p { print $1, $2; exit }')
+            if [ -z "$line" ]; then
+                if [ -n "$(ls -A /etc/postgresql 2>/dev/null)" ]; then
+                    stride_die "no PostgreSQL cluster is configured for port $port (see pg_lsclusters)"
+                fi
+                ver=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+                stride_log "creating PostgreSQL $ver cluster main on port $port"
+                stride_as_root pg_createcluster --port "$port" "$ver" main >/dev/null
+                line="$ver main"
+            fi
+            read -r ver cluster <<<"$line"
+            stride_log "starting PostgreSQL $ver/$cluster on port $port"
+            # --skip-systemctl-redirect: work on machines without systemd too.
+            stride_as_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$cluster" start ||
+                stride_die "could not start PostgreSQL $ver/$cluster (see /var/log/postgresql/)"
+            STRIDE_STARTED_PG="$ver $cluster"
+            stride_wait_port "$host" "$port" 30 PostgreSQL ||
+                stride_die "PostgreSQL did not come up (see /var/log/postgresql/)"
+        fi
+    fi
+
+    command -v psql >/dev/null 2>&1 || stride_need_apt postgresql-client
+
+    # A server that just opened its port may still be starting up.
+    for ((i = 0; i < 10; i++)); do
+        stride_pg_url_ok "$url" && return 0
+        sleep 0.5
+    done
+
+    # A fresh Debian install asks for a password on TCP, and the postgres role
+    # has none. Give it the password the default URL uses. This is a
+    # development default for a server that listens on loopback only; never
+    # do this on a shared or reachable server.
+    if stride_is_local "$host" && [[ $url == postgres*://postgres:postgres@* ]]; then
+        stride_log "setting the password of role postgres (development default, loopback only)"
+        stride_as_postgres psql -X -q -p "$port" -c "ALTER ROLE postgres PASSWORD 'postgres'" ||
+            stride_die "could not set the postgres role password through the local socket"
+        stride_pg_url_ok "$url" && return 0
+    fi
+    stride_die "cannot connect to PostgreSQL with $url: $(PGCONNECT_TIMEOUT=5 psql "$url" -XAtq -c 'select 1' 2>&1 | head -n 3)"
+}
+
+# ---------------------------------------------------------------------------
+# Redis
+
+# stride_ensure_redis [URL] : URL defaults to STRIDE_REDIS_URL.
+stride_ensure_redis() {
+    local url=${1:-${STRIDE_REDIS_URL:-$STRIDE_DEFAULT_REDIS_URL}}
+    local host port bind pidfile
+    read -r host port < <(stride_url_hostport "$url" 6379)
+    stride_port_open "$host" "$port" && return 0
+
+    stride_is_local "$host" ||
+        stride_die "Redis at $host:$port does not answer (not local, so not starting one)"
+    stride_need_apt redis-server
+    stride_port_open "$host" "$port" && return 0   # the package install started it
+
+    stride_state_dir redis
+    bind=127.0.0.1
+    [ "$host" = '[::1]' ] && bind=::1
+    pidfile="$STRIDE_STATE/redis-$port.pid"
+    rm -f "$pidfile"
+    stride_log "starting redis-server on $bind:$port (log: $STRIDE_STATE/redis.log)"
+    # No persistence: this is a throwaway development/test instance.
+    redis-server --daemonize yes --bind "$bind" --port "$port" \
+        --save "" --appendonly no \
+        --dir "$STRIDE_STATE/redis" --logfile "$STRIDE_STATE/redis.log" \
+        --pidfile "$pidfile" ||
+        stride_die "redis-server failed to start (see $STRIDE_STATE/redis.log)"
+    STRIDE_STARTED_REDIS=$pidfile
+    stride_wait_port "$host" "$port" 15 redis-server ||
+        stride_die "redis-server did not come up (see $STRIDE_STATE/redis.log)"
+}
+
+# ---------------------------------------------------------------------------
+# NATS
+
+# stride_ensure_nats [URL] : URL defaults to STRIDE_NATS_URL. The server must
+# have JetStream enabled.
+stride_ensure_nats() {
+    local url=${1:-${STRIDE_NATS_URL:-$STRIDE_DEFAULT_NATS_URL}}
+    local mport=${STRIDE_NATS_MONITOR_PORT:-8222}
+    local host port addr pid varz
+
+    read -r host port < <(stride_url_hostport "$url" 4222)
+    if stride_port_open "$host" "$port"; then
+        # JetStream can only be checked through the monitoring port, and only
+        # if that port belongs to this same server. Otherwise carry on: the
+        # binary reports a clear error when JetStream is off.
+        if stride_port_open "$host" "$mport" && command -v curl >/dev/null 2>&1 &&
+            varz=$(curl -fsS -m 3 "http://$host:$mport/varz" 2>/dev/null) &&
+            grep -Eq "\"port\":[[:space:]]*$port," <<<"$varz"; then
+            if curl -fsS -m 3 "http://$host:$mport/jsz" 2>/dev/null |
+                grep -Eq '"disabled":[[:space:]]*true'; then
+                stride_die "NATS at $host:$port runs without JetStream; restart it with -js"
+            fi
+        fi
+        return 0
+    fi
+
+    stride_is_local "$host" ||
+        stride_die "NATS at $host:$port does not answer (not local, so not starting one)"
+    stride_need_apt nats-server
+    if stride_port_open "$host" "$port"; then
+        # The package install started a server; the next call checks it.
+        stride_ensure_nats "$url"
+        return 0
+    fi
+
+    stride_state_dir nats
+    addr=127.0.0.1
+    [ "$host" = '[::1]' ] && addr=::1
+    stride_log "starting nats-server with JetStream on $addr:$port (log: $STRIDE_STATE/nats.log)"
+    # setsid: keep it out of the terminal's process group, so Ctrl-C reaches
+    # only this script, which then stops the server itself in stride_cleanup.
+    setsid nats-server -a "$addr" -p "$port" -js -sd "$STRIDE_STATE/nats" -m "$mport" \
+        >>"$STRIDE_STATE/nats.log" 2>&1 </dev/null &
+    pid=$!
+    STRIDE_STARTED_NATS=$pid
+    if ! stride_wait_port "$host" "$port" 15 nats-server "$pid"; then
+        tail -n 5 "$STRIDE_STATE/nats.log" >&2 || true
+        stride_die "nats-server did not come up (see $STRIDE_STATE/nats.log)"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Toolchain
+
+stride_find_cargo() {
+    # rustup installs into ~/.cargo/bin, which a non-login shell (CI) may
+    # not have on PATH.
+    if ! command -v cargo >/dev/null 2>&1; then
+        local bin=${CARGO_HOME:-$HOME/.cargo}/bin
+        [ -x "$bin/cargo" ] && export PATH="$bin:$PATH"
+    fi
+    command -v cargo >/dev/null 2>&1
+}
+
+stride_ensure_build_deps() {
+    local pkgs=(protobuf-compiler build-essential pkg-config curl ca-certificates)
+    # psql may come from a versioned client package; only ask for the
+    # postgresql-client metapackage when psql is really absent.
+    command -v psql >/dev/null 2>&1 || pkgs+=(postgresql-client)
+    stride_need_apt "${pkgs[@]}"
+
+    local rust_msg="a Rust toolchain is required: install rustup and the stable toolchain (>= $STRIDE_MIN_RUST); the Debian rustc package is too old"
+    stride_find_cargo || stride_die "cargo not found; $rust_msg"
+
+    local ver
+    ver=$(cargo --version 2>/dev/null || true)
+    if [[ $ver =~ ^cargo\ ([0-9]+)\.([0-9]+) ]]; then
+        local major=${BASH_REMATCH[1]} minor=${BASH_REMATCH[2]}
+        local want_major=${STRIDE_MIN_RUST%%.*} want_minor=${STRIDE_MIN_RUST#*.}
+        if ((major < want_major || (major == want_major && minor < want_minor))); then
+            stride_die "found ${ver%% (*}, too old; $rust_msg"
+        fi
+    else
+        stride_die "cannot read the cargo version ('$ver'); $rust_msg"
+    fi
+}
+
+stride_ensure_nextest() {
+    cargo nextest --version >/dev/null 2>&1 && return 0
+    stride_log "installing cargo-nextest (cargo install, takes a few minutes)"
+    cargo install cargo-nextest --locked || stride_die "cargo install cargo-nextest failed"
+}
+
+# ---------------------------------------------------------------------------
+# Cleanup
+
+stride_stop_pid() {
+    local pid=$1 name=$2 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    stride_log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 40; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.25
+    done
+    stride_log "$name did not stop in 10s, killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Stops only the servers this script started. Safe to call more than once.
+stride_cleanup() {
+    [ -n "$STRIDE_CLEANED_UP" ] && return 0
+    STRIDE_CLEANED_UP=1
+    if [ "${STRIDE_KEEP_SERVICES:-}" = 1 ]; then
+        [ -n "$STRIDE_STARTED_NATS$STRIDE_STARTED_REDIS$STRIDE_STARTED_PG" ] &&
+            stride_log "STRIDE_KEEP_SERVICES=1: leaving the servers we started running"
+        return 0
+    fi
+    if [ -n "$STRIDE_STARTED_NATS" ]; then
+        stride_stop_pid "$STRIDE_STARTED_NATS" nats-server
+        wait "$STRIDE_STARTED_NATS" 2>/dev/null || true
+    fi
+    if [ -n "$STRIDE_STARTED_REDIS" ] && [ -f "$STRIDE_STARTED_REDIS" ]; then
+        stride_stop_pid "$(cat "$STRIDE_STARTED_REDIS")" redis-server
+    fi
+    if [ -n "$STRIDE_STARTED_PG" ]; then
+        local ver cluster
+        read -r ver cluster <<<"$STRIDE_STARTED_PG"
+        stride_log "stopping PostgreSQL $ver/$cluster"
+        stride_as_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$cluster" stop || true
+    fi
+    return 0
+}
+
+trap 'stride_cleanup' EXIT
+trap 'stride_cleanup; exit 130' INT
+trap 'stride_cleanup; exit 143' TERM
