@@ -158,12 +158,13 @@ impl TokenVerifier {
         let (key, fetched_at) = self.lookup(kid).await;
         let fresh = fetched_at.is_some_and(|at| at.elapsed() < self.ttl);
         let recently = fetched_at.is_some_and(|at| at.elapsed() < MIN_REFETCH_INTERVAL);
-        match (key, fresh) {
-            (Some(key), true) => return Ok(key),
-            (None, true) if recently => {
-                return Err(ApiError::unauthorized("the token's signing key is unknown"));
-            }
-            _ => {}
+        if let (Some(key), true) = (key, fresh) {
+            return Ok(key);
+        }
+        if recently && let Some(at) = fetched_at {
+            // A key published a moment ago must be accepted, yet forged key ids must not make
+            // us fetch more than twice a second: wait for the interval, then fetch.
+            tokio::time::sleep(MIN_REFETCH_INTERVAL.saturating_sub(at.elapsed())).await;
         }
         self.fetch().await?;
         self.lookup(kid)

@@ -35,6 +35,11 @@ impl NewPassword {
         // The estimator's cost grows quickly with length; a prefix of 64 characters that is
         // not guessable makes the whole password not guessable.
         let prefix: String = raw.chars().take(64).collect();
+        if built_from(raw, context) {
+            return Err(Invalid(
+                "this password is built from your email or name; choose something unrelated".into(),
+            ));
+        }
         let estimate = zxcvbn::zxcvbn(&prefix, context);
         if (estimate.score() as u8) < 2 {
             return Err(Invalid(
@@ -50,6 +55,36 @@ impl NewPassword {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// Lower-case letters and digits only.
+fn letters(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Whether little is left of `password` once the person's own words are taken out: their
+/// email's local part, its pieces and their name's pieces ("ada.lovelace1" for
+/// ada.lovelace@example.org).
+fn built_from(password: &str, context: &[&str]) -> bool {
+    let mut words: Vec<String> = Vec::new();
+    for text in context {
+        let local = text.split('@').next().unwrap_or(text);
+        words.push(letters(local));
+        words.extend(
+            text.split(|c: char| !c.is_alphanumeric())
+                .map(letters)
+                .filter(|word| word.chars().count() >= 3),
+        );
+    }
+    words.sort_by_key(|word| std::cmp::Reverse(word.len()));
+    let mut rest = letters(password);
+    for word in words.iter().filter(|word| word.chars().count() >= 3) {
+        rest = rest.replace(word.as_str(), "");
+    }
+    rest.chars().count() < 5
 }
 
 #[cfg(test)]
@@ -82,6 +117,13 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn unrelated_passwords_are_not_mistaken_for_the_email() {
+        let context = ["athlete-1234@example.org", "Test Athlete"];
+        assert!(NewPassword::parse("violet quartz lantern 42", &context).is_ok());
+        assert!(NewPassword::parse("Athlete!2024", &context).is_err());
     }
 
     #[test]
