@@ -102,6 +102,19 @@ pub enum Refresh {
     Invalid,
 }
 
+/// A refresh token with its session and user, as read when it is spent.
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    session_id: Uuid,
+    used_at: Option<DateTime<Utc>>,
+    user_id: Uuid,
+    revoked_at: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
+    /// `None` with `role` when the user no longer exists.
+    disabled_at: Option<DateTime<Utc>>,
+    role: Option<String>,
+}
+
 /// Session operations.
 #[derive(Clone, Debug)]
 pub struct Sessions {
@@ -168,27 +181,27 @@ impl Sessions {
     pub async fn refresh(&self, refresh_token: &str) -> anyhow::Result<Refresh> {
         let hash = digest(refresh_token);
         let mut tx = self.pool.begin().await?;
-        let row: Option<(
-            Uuid,
-            Option<DateTime<Utc>>,
-            Uuid,
-            Option<DateTime<Utc>>,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            Option<String>,
-        )> = sqlx::query_as(
+        let row: Option<RefreshRow> = sqlx::query_as(
             "SELECT rt.session_id, rt.used_at, s.user_id, s.revoked_at, s.expires_at,
-                        u.disabled_at, u.role
-                 FROM refresh_tokens rt
-                 JOIN sessions s ON s.id = rt.session_id
-                 LEFT JOIN users u ON u.id = s.user_id
-                 WHERE rt.token_hash = $1
-                 FOR UPDATE OF rt, s",
+                    u.disabled_at, u.role
+             FROM refresh_tokens rt
+             JOIN sessions s ON s.id = rt.session_id
+             LEFT JOIN users u ON u.id = s.user_id
+             WHERE rt.token_hash = $1
+             FOR UPDATE OF rt, s",
         )
         .bind(&hash)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((session_id, used_at, user_id, revoked_at, expires_at, disabled_at, role)) = row
+        let Some(RefreshRow {
+            session_id,
+            used_at,
+            user_id,
+            revoked_at,
+            expires_at,
+            disabled_at,
+            role,
+        }) = row
         else {
             return Ok(Refresh::Invalid);
         };

@@ -34,12 +34,16 @@ pub struct Device {
 /// Entries above which expired ones are pruned.
 const PRUNE_ABOVE: usize = 100_000;
 
+/// A cached answer: the device (or `None` for an unknown or revoked token) and when it was
+/// fetched, keyed by the SHA-256 of the token.
+type AnswerCache = HashMap<[u8; 32], (Option<Device>, Instant)>;
+
 /// Resolves device tokens with a short-lived cache.
 #[derive(Debug)]
 pub struct DeviceAuthenticator {
     identity: UserDirectoryClient<Channel>,
     ttl: Duration,
-    cache: Mutex<HashMap<[u8; 32], (Option<Device>, Instant)>>,
+    cache: Mutex<AnswerCache>,
 }
 
 impl DeviceAuthenticator {

@@ -139,6 +139,16 @@ pub fn decode_cursor<T: for<'de> Deserialize<'de>>(cursor: &str) -> Result<T, Ap
     serde_json::from_slice(&bytes).map_err(|_| invalid())
 }
 
+/// For PATCH bodies: distinguishes an absent field (`None`) from an explicit `null`
+/// (`Some(None)`). Use with `#[serde(default, deserialize_with = "double_option")]`.
+pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,14 +186,4 @@ mod tests {
             }
         }
     }
-}
-
-/// For PATCH bodies: distinguishes an absent field (`None`) from an explicit `null`
-/// (`Some(None)`). Use with `#[serde(default, deserialize_with = "double_option")]`.
-pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: Deserialize<'de>,
-    D: serde::Deserializer<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
