@@ -127,7 +127,7 @@ async fn migrate_creates_the_service_database_and_its_tables() {
 async fn serve_answers_and_stops_cleanly_on_sigterm() {
     let prefix = unique();
     let http_port = free_port();
-    let mut child = stride(&prefix)
+    let child = stride(&prefix)
         .arg("serve")
         .env("STRIDE_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("STRIDE_GRPC_ADDR", format!("127.0.0.1:{}", free_port()))
