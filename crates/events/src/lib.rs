@@ -8,8 +8,10 @@
 //!
 //! - [`Envelope`]: the JSON document on the wire.
 //! - [`identity`]: events published by the identity service.
+//! - [`training`]: events published by the training service.
 
 pub mod identity;
+pub mod training;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};

@@ -69,10 +69,9 @@ pub enum Outcome {
     Applied,
     /// The event had been processed before; nothing was done.
     Duplicate,
-    /// The handler failed; the transaction was rolled back.
+    /// The handler failed; the transaction was rolled back. After `MAX_DELIVERIES` failures
+    /// the event is parked in `dead_letter_events` and no longer redelivered.
     Failed,
-    /// The message was not a readable envelope, or failed too often, and was parked.
-    Parked,
 }
 
 impl Consumer {
@@ -222,6 +221,7 @@ impl Consumer {
         let envelope: Envelope = match serde_json::from_slice(&message.payload) {
             Ok(envelope) => envelope,
             Err(error) => {
+                // Not an envelope at all (no id to park it under): it can never be applied.
                 tracing::error!(consumer = %self.name, %error, "unreadable event; dropping it");
                 message.ack_with(AckKind::Term).await.ok();
                 return;
@@ -254,7 +254,7 @@ impl Consumer {
             Outcome::Applied if self.faults.nak_first_delivery_after_commit && deliveries == 1 => {
                 AckKind::Nak(None)
             }
-            Outcome::Applied | Outcome::Duplicate | Outcome::Parked => AckKind::Ack,
+            Outcome::Applied | Outcome::Duplicate => AckKind::Ack,
         };
         if let Err(error) = message.ack_with(ack).await {
             // Not fatal: the broker redelivers and the processed mark makes it a no-op.

@@ -176,6 +176,10 @@ impl Relay {
                 Ok(Pass::Sent(count)) => {
                     tracing::debug!(count, "relayed events");
                     backoff = Duration::from_millis(100);
+                    // Under steady load every pass sends something; stop between passes.
+                    if shutdown.is_cancelled() {
+                        return Ok(());
+                    }
                     continue;
                 }
                 Ok(Pass::Idle) => backoff = Duration::from_millis(100),

@@ -88,6 +88,33 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
     }
 }
 
+impl Drop for TestApp {
+    /// Removes the test's stream from the shared broker (databases are dropped by the next
+    /// `dev/test` run). The runtime of the test is shutting down, so this gets its own.
+    fn drop(&mut self) {
+        let config = self.config.clone();
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let remove = async {
+                    if let Ok(client) = async_nats::connect(&config.nats_url).await {
+                        let _ = async_nats::jetstream::new(client)
+                            .delete_stream(config.stream_name("EVENTS"))
+                            .await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), remove).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
 /// A registered, logged-in account.
 #[derive(Debug, Clone)]
 pub struct Account {
