@@ -17,7 +17,7 @@ const MAX_PROFILE_IDS: usize = 500;
 
 /// The gRPC routes of identity.
 pub fn routes(identity: Identity) -> axum::Router {
-    tonic::service::Routes::new(UserDirectoryServer::new(identity)).into_axum_router()
+    stride_platform::service::grpc_router(UserDirectoryServer::new(identity))
 }
 
 fn internal(error: sqlx::Error) -> Status {

@@ -322,7 +322,9 @@ pub async fn start(mut config: Config, specs: &[&ServiceSpec]) -> anyhow::Result
     servers.spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
         tonic::transport::Server::builder()
-            .add_routes(tonic::service::Routes::from(grpc))
+            .add_routes(tonic::service::Routes::from(
+                grpc.fallback(grpc_unimplemented),
+            ))
             .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned())
             .await
             .context("gRPC server failed")
@@ -348,6 +350,18 @@ pub async fn start(mut config: Config, specs: &[&ServiceSpec]) -> anyhow::Result
         workers: worker_set,
         grace: config.shutdown_grace(),
     })
+}
+
+/// The answer to a gRPC call of a service this process does not run.
+async fn grpc_unimplemented() -> axum::response::Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/grpc"),
+            (axum::http::HeaderName::from_static("grpc-status"), "12"),
+        ],
+        "",
+    )
+        .into_response()
 }
 
 struct Readiness {

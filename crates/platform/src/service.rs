@@ -87,7 +87,7 @@ pub struct Service {
     pub name: &'static str,
     /// HTTP routes with their OpenAPI description (state already applied).
     pub router: OpenApiRouter,
-    /// gRPC services, as the router tonic builds (`tonic::service::Routes::into_axum_router`).
+    /// gRPC services, made with [`grpc_router`] (mergeable: it has no fallback).
     pub grpc: Option<axum::Router>,
     /// Background workers.
     pub workers: Vec<Worker>,
@@ -101,4 +101,20 @@ impl std::fmt::Debug for Service {
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
+}
+
+/// The router of one gRPC service, mergeable with other services' routers (unlike
+/// `tonic::service::Routes::into_axum_router`, it adds no fallback).
+pub fn grpc_router<S>(service: S) -> axum::Router
+where
+    S: tower::Service<axum::http::Request<axum::body::Body>, Error = std::convert::Infallible>
+        + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    axum::Router::new().route_service(&format!("/{}/{{*rest}}", S::NAME), service)
 }

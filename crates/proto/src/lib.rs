@@ -12,3 +12,12 @@ pub mod identity {
         tonic::include_proto!("stride.identity.v1");
     }
 }
+
+/// Contracts of the training service.
+pub mod training {
+    /// Version 1 of the training contracts.
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("stride.training.v1");
+    }
+}

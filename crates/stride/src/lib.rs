@@ -14,11 +14,13 @@ use stride_platform::service::ServiceSpec;
 pub enum Target {
     /// Accounts, sessions, devices.
     Identity,
+    /// Workouts and their lifecycle, training settings.
+    Training,
 }
 
 impl Target {
     /// Every target, in start order.
-    pub const ALL: [Target; 1] = [Target::Identity];
+    pub const ALL: [Target; 2] = [Target::Identity, Target::Training];
 
     /// The target's name on the command line.
     pub fn name(self) -> &'static str {
@@ -29,6 +31,7 @@ impl Target {
     pub fn spec(self) -> &'static ServiceSpec {
         match self {
             Target::Identity => &stride_identity::SERVICE,
+            Target::Training => &stride_training::SERVICE,
         }
     }
 }
@@ -156,7 +159,7 @@ mod tests {
             .expect_err("unknown");
         let message = error.to_string();
         assert!(message.contains("telemetrie"), "{message}");
-        assert!(message.contains("all, identity"), "{message}");
+        assert!(message.contains("all, identity, training"), "{message}");
         assert!("".parse::<Targets>().is_err());
     }
 }

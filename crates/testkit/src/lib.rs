@@ -1,0 +1,357 @@
+//! Test support for Stride's API tests.
+//!
+//! [`spawn`] starts the given services in-process on port 0 with their own databases
+//! (`t_<id>_<service>`), Redis key prefix and JetStream namespace, against the real servers
+//! named by `STRIDE_TEST_DATABASE_URL`, `STRIDE_TEST_REDIS_URL` and `STRIDE_TEST_NATS_URL`.
+//! [`TestApp`] sends requests and makes accounts; [`assert_problem`] checks problem+json
+//! answers; [`PrivateRedis`] is a redis-server a test may kill and restart.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use stride_platform::{config::Config, server::RunningApp, service::ServiceSpec};
+use uuid::Uuid;
+
+/// A password the strength check accepts.
+pub const PASSWORD: &str = "violet quartz lantern 42";
+
+/// A running app and what tests need to talk to it.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// `http://127.0.0.1:PORT` of gRPC.
+    pub grpc_address: String,
+    /// A client without cookies or redirects.
+    pub client: reqwest::Client,
+    /// The config the app runs with.
+    pub config: Config,
+    /// The identity database, for checks a client cannot make (stored hashes).
+    pub db: PgPool,
+    app: Option<RunningApp>,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// A configuration isolated from every other test: own databases, Redis keys and streams.
+pub fn test_config() -> Config {
+    let unique = Uuid::new_v4().simple().to_string();
+    let short = &unique[..12];
+    Config {
+        http_addr: "127.0.0.1:0".parse().expect("address"),
+        grpc_addr: "127.0.0.1:0".parse().expect("address"),
+        database_url: env_or(
+            "STRIDE_TEST_DATABASE_URL",
+            "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+        )
+        .into(),
+        database_prefix: format!("t_{short}_"),
+        database_max_connections: 5,
+        redis_url: env_or("STRIDE_TEST_REDIS_URL", "redis://127.0.0.1:6379").into(),
+        redis_prefix: format!("t:{short}:"),
+        nats_url: env_or("STRIDE_TEST_NATS_URL", "nats://127.0.0.1:4222"),
+        nats_prefix: format!("t{short}."),
+        events_max_age_days: 1,
+        password_hash_threads: 2,
+        log_format: "pretty".into(),
+        log: std::env::var("STRIDE_TEST_LOG").unwrap_or_else(|_| "error".into()),
+        shutdown_grace_seconds: 10,
+        ..Config::default()
+    }
+}
+
+/// Starts `services` in one process with `config`.
+pub async fn spawn(services: &[&ServiceSpec], config: Config) -> TestApp {
+    stride_platform::observability::init_logging(&config);
+    let app = stride_platform::server::start(config.clone(), services)
+        .await
+        .expect("the app starts");
+    let db = stride_platform::db::connect(&config, stride_identity::NAME)
+        .await
+        .expect("the identity database exists");
+    TestApp {
+        address: format!("http://{}", app.http_addr),
+        grpc_address: format!("http://{}", app.grpc_addr),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        config,
+        db,
+        app: Some(app),
+    }
+}
+
+impl Drop for TestApp {
+    /// Removes the test's stream from the shared broker (databases are dropped by the next
+    /// `dev/test` run). The runtime of the test is shutting down, so this gets its own.
+    fn drop(&mut self) {
+        let config = self.config.clone();
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let remove = async {
+                    if let Ok(client) = async_nats::connect(&config.nats_url).await {
+                        let _ = async_nats::jetstream::new(client)
+                            .delete_stream(config.stream_name("EVENTS"))
+                            .await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), remove).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A registered, logged-in account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub email: String,
+    pub password: String,
+    pub user_id: Uuid,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    /// A pool on `service`'s database, for checks a client cannot make.
+    pub async fn database(&self, service: &str) -> PgPool {
+        stride_platform::db::connect(&self.config, service)
+            .await
+            .expect("the service database exists")
+    }
+
+    /// Stops the app gracefully.
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await.expect("stops");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json_from(&self, path: &str, body: &Value, client_address: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("x-forwarded-for", client_address)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_authed(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_authed(&self, path: &str, token: &str, body: Option<&Value>) -> Response {
+        let request = self.client.post(self.url(path)).bearer_auth(token);
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn patch_authed(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn delete_authed(&self, path: &str, token: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn register(&self, email: &str, password: &str, display_name: &str) -> Response {
+        self.post_json(
+            "/v1/auth/register",
+            &json!({"email": email, "password": password, "display_name": display_name}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/v1/auth/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers a fresh account and logs it in.
+    pub async fn new_account(&self) -> Account {
+        let email = format!("athlete-{}@example.org", Uuid::new_v4().simple());
+        let registered = self.register(&email, PASSWORD, "Test Athlete").await;
+        assert_eq!(
+            registered.status(),
+            StatusCode::CREATED,
+            "registration works"
+        );
+        let user: Value = registered.json().await.expect("json");
+        let user_id = user["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("user id");
+        let tokens = self.login_ok(&email, PASSWORD).await;
+        Account {
+            email,
+            password: PASSWORD.to_owned(),
+            user_id,
+            access_token: tokens.0,
+            refresh_token: tokens.1,
+        }
+    }
+
+    /// Logs in and returns (access, refresh).
+    pub async fn login_ok(&self, email: &str, password: &str) -> (String, String) {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "login works");
+        let tokens: Value = response.json().await.expect("json");
+        (
+            tokens["access_token"].as_str().expect("access").to_owned(),
+            tokens["refresh_token"]
+                .as_str()
+                .expect("refresh")
+                .to_owned(),
+        )
+    }
+
+    /// Makes `account` an administrator.
+    pub async fn make_admin(&self, account: &Account) {
+        stride_identity::grant_admin(&self.config, &account.email)
+            .await
+            .expect("granted");
+    }
+}
+
+/// Asserts a problem+json response with `status` and returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem json");
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:stride:problem:")),
+        "{body}"
+    );
+    assert_eq!(body["status"], status.as_u16());
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// A private redis-server that a test may kill and restart.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            child: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("private redis-server did not start");
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,167 @@
+use serde::{Deserialize, Serialize};
+
+/// What kind of workout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Sport {
+    /// Running on roads or tracks.
+    Run,
+    /// Running off road.
+    TrailRun,
+    /// Road cycling.
+    Ride,
+    /// Off-road cycling.
+    MountainBike,
+    /// Cycling on a trainer.
+    IndoorRide,
+    /// Swimming.
+    Swim,
+    /// Walking.
+    Walk,
+    /// Hiking.
+    Hike,
+    /// Rowing.
+    Row,
+    /// Skiing.
+    Ski,
+    /// Strength training.
+    Strength,
+    /// Yoga.
+    Yoga,
+    /// Anything else.
+    Other,
+}
+
+impl Sport {
+    /// Every sport.
+    pub const ALL: [Sport; 13] = [
+        Sport::Run,
+        Sport::TrailRun,
+        Sport::Ride,
+        Sport::MountainBike,
+        Sport::IndoorRide,
+        Sport::Swim,
+        Sport::Walk,
+        Sport::Hike,
+        Sport::Row,
+        Sport::Ski,
+        Sport::Strength,
+        Sport::Yoga,
+        Sport::Other,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sport::Run => "run",
+            Sport::TrailRun => "trail_run",
+            Sport::Ride => "ride",
+            Sport::MountainBike => "mountain_bike",
+            Sport::IndoorRide => "indoor_ride",
+            Sport::Swim => "swim",
+            Sport::Walk => "walk",
+            Sport::Hike => "hike",
+            Sport::Row => "row",
+            Sport::Ski => "ski",
+            Sport::Strength => "strength",
+            Sport::Yoga => "yoga",
+            Sport::Other => "other",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        Sport::ALL
+            .into_iter()
+            .find(|sport| sport.as_str() == stored)
+    }
+
+    /// The word used in default names ("Morning Run").
+    pub fn title(self) -> &'static str {
+        match self {
+            Sport::Run => "Run",
+            Sport::TrailRun => "Trail Run",
+            Sport::Ride => "Ride",
+            Sport::MountainBike => "Mountain Bike Ride",
+            Sport::IndoorRide => "Indoor Ride",
+            Sport::Swim => "Swim",
+            Sport::Walk => "Walk",
+            Sport::Hike => "Hike",
+            Sport::Row => "Row",
+            Sport::Ski => "Ski",
+            Sport::Strength => "Strength Training",
+            Sport::Yoga => "Yoga",
+            Sport::Other => "Workout",
+        }
+    }
+}
+
+/// Who may see an activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Everyone.
+    Public,
+    /// The owner's followers (treated as private until the social service exists).
+    Followers,
+    /// Only the owner.
+    Private,
+}
+
+impl Visibility {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Followers => "followers",
+            Visibility::Private => "private",
+        }
+    }
+
+    /// Parses a stored name; anything unknown is the most restrictive.
+    pub fn from_stored(stored: &str) -> Self {
+        match stored {
+            "public" => Visibility::Public,
+            "followers" => Visibility::Followers,
+            _ => Visibility::Private,
+        }
+    }
+}
+
+/// How the workout reached Stride.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Recorded live through the API.
+    Live,
+    /// Imported from a file.
+    Upload,
+    /// Entered by hand.
+    Manual,
+}
+
+impl Source {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Live => "live",
+            Source::Upload => "upload",
+            Source::Manual => "manual",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sport_round_trips_through_its_stored_name_and_json() {
+        for sport in Sport::ALL {
+            assert_eq!(Sport::from_stored(sport.as_str()), Some(sport));
+            let json = serde_json::to_value(sport).expect("serialisable");
+            assert_eq!(json, sport.as_str());
+        }
+        assert_eq!(Sport::from_stored("quidditch"), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! The training REST API.
+
+mod activities;
+mod settings;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::Training;
+
+/// Every training route, with its OpenAPI description.
+pub fn router(state: Training) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .merge(activities::router())
+        .merge(settings::router())
+        .with_state(state)
+}

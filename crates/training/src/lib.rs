@@ -1,0 +1,78 @@
+//! The training service: the workout lifecycle (planned → active → paused → finished /
+//! discarded), manual workouts, the history with its summaries, and per-user training
+//! settings.
+//!
+//! - [`domain`]: sports, visibility, the lifecycle's transitions, checks of manual totals;
+//! - [`store`]: SQL for activities;
+//! - [`http`]: the REST API (`/v1/activities`, `/v1/me/training-settings`);
+//! - [`grpc`]: `Activities` for other services (telemetry authorises ingest with it);
+//! - [`events`]: the consumer of identity's events (erasing a deleted user's workouts).
+//!
+//! Published through the platform's outbox: `training.activity_started.v1`,
+//! `training.activity_finished.v1` (the TrainingFinished event), `training.activity_updated.v1`
+//! and `training.activity_deleted.v1`.
+
+pub mod domain;
+pub mod events;
+pub mod grpc;
+pub mod http;
+pub mod store;
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use stride_platform::{
+    config::Config,
+    consumer::Consumer,
+    outbox::Relay,
+    service::{Context, Service, ServiceSpec, Worker},
+};
+use stride_proto::identity::v1::user_directory_client::UserDirectoryClient;
+use tonic::transport::Channel;
+
+/// The service's name: its target and database suffix.
+pub const NAME: &str = "training";
+
+/// The training service's migrations.
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How the binary finds this service.
+pub static SERVICE: ServiceSpec = ServiceSpec {
+    name: NAME,
+    migrations: &MIGRATIONS,
+    build: |context| Box::pin(build(context)),
+};
+
+/// Shared state of the training handlers.
+#[derive(Clone, Debug)]
+pub struct Training {
+    pub(crate) db: PgPool,
+    pub(crate) identity: UserDirectoryClient<Channel>,
+    #[allow(dead_code)]
+    pub(crate) config: Arc<Config>,
+}
+
+async fn build(context: Context) -> anyhow::Result<Service> {
+    let state = Training {
+        db: context.db.clone(),
+        identity: context.identity.clone(),
+        config: context.config.clone(),
+    };
+    let relay = Relay::new(context.db.clone(), context.broker.clone());
+    let consumer = Consumer::new(
+        NAME,
+        context.db.clone(),
+        context.broker.clone(),
+        events::IdentityEvents,
+    );
+    Ok(Service {
+        name: NAME,
+        router: http::router(state.clone()),
+        grpc: Some(grpc::routes(state)),
+        workers: vec![
+            Worker::new("training-outbox-relay", move |token| relay.run(token)),
+            Worker::new("training-consumer", move |token| consumer.run(token)),
+        ],
+        db: context.db,
+    })
+}
