@@ -8,8 +8,11 @@
 # already running are never touched.
 #
 # Knobs (all optional):
-#   STRIDE_DATABASE_URL / STRIDE_REDIS_URL / STRIDE_NATS_URL  where the servers are
+#   STRIDE_DATABASE_URL / STRIDE_REDIS_URL / STRIDE_NATS_URL /
+#   STRIDE_INFLUX_URL         where the servers are
 #   STRIDE_NATS_MONITOR_PORT  NATS monitoring port (default 8222)
+#   STRIDE_INFLUX_RPC_PORT    RPC (backup/restore) port of an InfluxDB we start
+#                             (default 8088, or a free port near it if taken)
 #   STRIDE_KEEP_SERVICES=1    leave servers we started running at exit
 set -euo pipefail
 
@@ -19,12 +22,14 @@ STRIDE_STATE="$STRIDE_ROOT/.dev/state"
 STRIDE_DEFAULT_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
 STRIDE_DEFAULT_REDIS_URL="redis://127.0.0.1:6379"
 STRIDE_DEFAULT_NATS_URL="nats://127.0.0.1:4222"
+STRIDE_DEFAULT_INFLUX_URL="http://127.0.0.1:8086"
 STRIDE_MIN_RUST="1.88"
 
 # What this script started; stride_cleanup stops exactly these.
 STRIDE_STARTED_PG=""      # "<version> <cluster>" of a PostgreSQL cluster we started
 STRIDE_STARTED_REDIS=""   # pid file of a redis-server we started
 STRIDE_STARTED_NATS=""    # pid of a nats-server we started
+STRIDE_STARTED_INFLUX=""  # pid of an influxd we started
 STRIDE_CLEANED_UP=""
 STRIDE_APT_UPDATED=""
 
@@ -289,6 +294,153 @@ stride_ensure_nats() {
 }
 
 # ---------------------------------------------------------------------------
+# InfluxDB 1.x
+
+# stride_influx_ping URL : prints the HTTP status of GET URL/ping (000 if
+# nothing answers). InfluxDB 1.x answers 204.
+stride_influx_ping() {
+    curl -s -o /dev/null -m 3 -w '%{http_code}' "${1%/}/ping" 2>/dev/null || true
+}
+
+# stride_influx_wait URL SECONDS [PID] : wait until URL/ping answers 204.
+# With PID, give up early if that process has died.
+stride_influx_wait() {
+    local url=$1 secs=$2 pid=${3:-} i
+    for ((i = 0; i < secs * 4; i++)); do
+        [ "$(stride_influx_ping "$url")" = 204 ] && return 0
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            stride_log "influxd exited before answering on $url/ping"
+            return 1
+        fi
+        sleep 0.25
+    done
+    stride_log "influxd did not answer 204 on $url/ping within ${secs}s"
+    return 1
+}
+
+# TOML basic string: escape backslashes and double quotes.
+stride_toml_str() {
+    local s=${1//\\/\\\\}
+    printf '"%s"' "${s//\"/\\\"}"
+}
+
+# stride_ensure_influxdb [URL] : URL defaults to STRIDE_INFLUX_URL. Starts
+# influxd (InfluxDB 1.x) with a project-owned config when nothing answers
+# on a loopback URL.
+stride_ensure_influxdb() {
+    local url=${1:-${STRIDE_INFLUX_URL:-$STRIDE_DEFAULT_INFLUX_URL}}
+    local host port addr code rpc pid pidfile conf log dir i
+    url=${url%/}
+    command -v curl >/dev/null 2>&1 || stride_need_apt curl
+
+    code=$(stride_influx_ping "$url")
+    [ "$code" = 204 ] && return 0
+
+    read -r host port < <(stride_url_hostport "$url" 8086)
+    if stride_port_open "$host" "$port"; then
+        # Something listens there. Give a server that is just opening a
+        # moment, but do not start a second one on the same port.
+        stride_influx_wait "$url" 5 2>/dev/null && return 0
+        stride_die "$host:$port is in use but GET $url/ping does not answer 204 (got $(stride_influx_ping "$url")); is it InfluxDB 1.x?"
+    fi
+
+    stride_is_local "$host" ||
+        stride_die "InfluxDB at $url does not answer (not local, so not starting one)"
+    # The Debian package's postinst may try to start its own service; that
+    # may fail or not happen at all (no systemd), which is fine: we run our
+    # own influxd below unless the package's one ended up on our port.
+    command -v influxd >/dev/null 2>&1 || stride_need_apt influxdb
+    command -v influxd >/dev/null 2>&1 ||
+        stride_die "influxd not found after installing the influxdb package"
+    if stride_port_open "$host" "$port"; then
+        stride_influx_wait "$url" 60 ||
+            stride_die "the influxdb package started a server on $host:$port that does not answer $url/ping"
+        return 0
+    fi
+
+    stride_state_dir influxdb
+    dir="$STRIDE_STATE/influxdb"
+    conf="$STRIDE_STATE/influxdb.conf"
+    log="$STRIDE_STATE/influxdb.log"
+    pidfile="$STRIDE_STATE/influxdb.pid"
+
+    # One data directory: refuse to run a second influxd on it (for
+    # example dev/up and dev/test on different ports at the same time).
+    if [ -f "$pidfile" ]; then
+        pid=$(cat "$pidfile" 2>/dev/null || true)
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+            [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = influxd ]; then
+            stride_die "another influxd (pid $pid) already uses $dir; stop it or point the URL at it"
+        fi
+    fi
+
+    addr=127.0.0.1
+    [ "$host" = '[::1]' ] && addr='[::1]'
+
+    # RPC (backup/restore) port: STRIDE_INFLUX_RPC_PORT as given, else 8088,
+    # else the first free port after it.
+    if [ -n "${STRIDE_INFLUX_RPC_PORT:-}" ]; then
+        rpc=$STRIDE_INFLUX_RPC_PORT
+        [[ $rpc =~ ^[0-9]+$ ]] || stride_die "STRIDE_INFLUX_RPC_PORT must be a port number, not '$rpc'"
+        [ "$rpc" != "$port" ] || stride_die "STRIDE_INFLUX_RPC_PORT ($rpc) is the HTTP port of $url"
+        stride_port_open 127.0.0.1 "$rpc" &&
+            stride_die "STRIDE_INFLUX_RPC_PORT $rpc is already in use on 127.0.0.1"
+    else
+        rpc=""
+        for ((i = 8088; i < 8188; i++)); do
+            [ "$i" != "$port" ] || continue
+            stride_port_open 127.0.0.1 "$i" || { rpc=$i; break; }
+        done
+        [ -n "$rpc" ] || stride_die "no free InfluxDB RPC port in 8088-8187; set STRIDE_INFLUX_RPC_PORT"
+    fi
+
+    # Rewritten on every start so it always matches this script.
+    cat >"$conf" <<EOF
+# Written by dev/lib.sh (stride_ensure_influxdb) on every start; edits are lost.
+reporting-enabled = false
+bind-address = $(stride_toml_str "127.0.0.1:$rpc")
+
+[meta]
+  dir = $(stride_toml_str "$dir/meta")
+
+[data]
+  dir = $(stride_toml_str "$dir/data")
+  wal-dir = $(stride_toml_str "$dir/wal")
+  index-version = "tsi1"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  bind-address = $(stride_toml_str "$addr:$port")
+  log-enabled = false
+
+[continuous_queries]
+  enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+EOF
+
+    stride_log "starting influxd on $addr:$port, RPC 127.0.0.1:$rpc (config: $conf, log: $log)"
+    # setsid as for nats-server. INFLUXDB_* variables would override the
+    # config file, so the server does not inherit them.
+    (
+        while read -r v; do unset "$v"; done < <(compgen -e | grep '^INFLUXDB_' || true)
+        exec setsid influxd -config "$conf" >>"$log" 2>&1 </dev/null
+    ) &
+    pid=$!
+    STRIDE_STARTED_INFLUX=$pid
+    printf '%s\n' "$pid" >"$pidfile"
+    if ! stride_influx_wait "$url" 60 "$pid"; then
+        tail -n 5 "$log" >&2 || true
+        stride_die "influxd did not come up (see $log)"
+    fi
+}
+
+# ---------------------------------------------------------------------------
 # Toolchain
 
 stride_find_cargo() {
@@ -351,9 +503,14 @@ stride_cleanup() {
     [ -n "$STRIDE_CLEANED_UP" ] && return 0
     STRIDE_CLEANED_UP=1
     if [ "${STRIDE_KEEP_SERVICES:-}" = 1 ]; then
-        [ -n "$STRIDE_STARTED_NATS$STRIDE_STARTED_REDIS$STRIDE_STARTED_PG" ] &&
+        [ -n "$STRIDE_STARTED_INFLUX$STRIDE_STARTED_NATS$STRIDE_STARTED_REDIS$STRIDE_STARTED_PG" ] &&
             stride_log "STRIDE_KEEP_SERVICES=1: leaving the servers we started running"
         return 0
+    fi
+    if [ -n "$STRIDE_STARTED_INFLUX" ]; then
+        stride_stop_pid "$STRIDE_STARTED_INFLUX" influxd
+        wait "$STRIDE_STARTED_INFLUX" 2>/dev/null || true
+        rm -f "$STRIDE_STATE/influxdb.pid"
     fi
     if [ -n "$STRIDE_STARTED_NATS" ]; then
         stride_stop_pid "$STRIDE_STARTED_NATS" nats-server

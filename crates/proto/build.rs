@@ -2,8 +2,12 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files =
-        ["identity/v1/identity.proto", "training/v1/training.proto"].map(|file| root.join(file));
+    let files = [
+        "identity/v1/identity.proto",
+        "training/v1/training.proto",
+        "telemetry/v1/telemetry.proto",
+    ]
+    .map(|file| root.join(file));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

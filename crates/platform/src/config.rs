@@ -67,6 +67,15 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` is believed, e.g. the gateway
     /// (`STRIDE_TRUSTED_PROXIES`, comma-separated CIDRs).
     pub trusted_proxies: String,
+    /// InfluxDB's HTTP address (v1 API) for telemetry (`STRIDE_INFLUX_URL`).
+    pub influx_url: String,
+    /// InfluxDB database of the samples; created at start (`STRIDE_INFLUX_DATABASE`).
+    pub influx_database: String,
+    /// gRPC address of the training service; unset means this process
+    /// (`STRIDE_TRAINING_GRPC_URL`).
+    pub training_grpc_url: Option<String>,
+    /// Telemetry batches a device may send per second (`STRIDE_DEVICE_BATCHES_PER_SECOND`).
+    pub device_batches_per_second: u32,
     /// `json` (default) or `pretty` (`STRIDE_LOG_FORMAT`).
     pub log_format: String,
     /// Log filter in `tracing` syntax (`STRIDE_LOG`).
@@ -108,6 +117,10 @@ impl Default for Config {
             device_auth_cache_seconds: 5,
             password_hash_threads: 0,
             trusted_proxies: "127.0.0.1/32,::1/128".into(),
+            influx_url: "http://127.0.0.1:8086".into(),
+            influx_database: "stride".into(),
+            training_grpc_url: None,
+            device_batches_per_second: 20,
             log_format: "json".into(),
             log: "info,sqlx=warn".into(),
             shutdown_grace_seconds: 30,

@@ -155,9 +155,10 @@ fn loopback_if_unspecified(address: SocketAddr) -> SocketAddr {
     }
 }
 
-fn identity_channel(url: &str) -> anyhow::Result<Channel> {
+/// A lazily connecting gRPC channel to another service.
+pub fn grpc_channel(url: &str) -> anyhow::Result<Channel> {
     Ok(Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("STRIDE_IDENTITY_GRPC_URL {url} is not a URL"))?
+        .with_context(|| format!("{url} is not a gRPC URL"))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(5))
         .connect_lazy())
@@ -191,6 +192,9 @@ pub async fn start(mut config: Config, specs: &[&ServiceSpec]) -> anyhow::Result
         .identity_grpc_url
         .get_or_insert_with(|| format!("http://{}", loopback_if_unspecified(grpc_addr)))
         .clone();
+    config
+        .training_grpc_url
+        .get_or_insert_with(|| format!("http://{}", loopback_if_unspecified(grpc_addr)));
     let jwks_url = config
         .jwks_url
         .get_or_insert_with(|| {
@@ -205,7 +209,7 @@ pub async fn start(mut config: Config, specs: &[&ServiceSpec]) -> anyhow::Result
     let redis = Redis::connect(&config).await?;
     let broker = Broker::connect(&config).await?;
     let metrics = Arc::new(Metrics::default());
-    let identity = UserDirectoryClient::new(identity_channel(&identity_url)?);
+    let identity = UserDirectoryClient::new(grpc_channel(&identity_url)?);
     let auth = Arc::new(Authenticator::new(
         TokenVerifier::new(
             jwks_url,

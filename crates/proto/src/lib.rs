@@ -21,3 +21,12 @@ pub mod training {
         tonic::include_proto!("stride.training.v1");
     }
 }
+
+/// Contracts of the telemetry service.
+pub mod telemetry {
+    /// Version 1 of the telemetry contracts.
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("stride.telemetry.v1");
+    }
+}

@@ -16,11 +16,13 @@ pub enum Target {
     Identity,
     /// Workouts and their lifecycle, training settings.
     Training,
+    /// Device samples: ingest, durable buffer, InfluxDB, streams.
+    Telemetry,
 }
 
 impl Target {
     /// Every target, in start order.
-    pub const ALL: [Target; 2] = [Target::Identity, Target::Training];
+    pub const ALL: [Target; 3] = [Target::Identity, Target::Training, Target::Telemetry];
 
     /// The target's name on the command line.
     pub fn name(self) -> &'static str {
@@ -32,6 +34,7 @@ impl Target {
         match self {
             Target::Identity => &stride_identity::SERVICE,
             Target::Training => &stride_training::SERVICE,
+            Target::Telemetry => &stride_telemetry::SERVICE,
         }
     }
 }
@@ -159,7 +162,10 @@ mod tests {
             .expect_err("unknown");
         let message = error.to_string();
         assert!(message.contains("telemetrie"), "{message}");
-        assert!(message.contains("all, identity, training"), "{message}");
+        assert!(
+            message.contains("all, identity, training, telemetry"),
+            "{message}"
+        );
         assert!("".parse::<Targets>().is_err());
     }
 }

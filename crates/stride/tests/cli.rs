@@ -30,6 +30,12 @@ fn stride(prefix: &str) -> Command {
             std::env::var("STRIDE_TEST_NATS_URL")
                 .unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
         )
+        .env(
+            "STRIDE_INFLUX_URL",
+            std::env::var("STRIDE_TEST_INFLUX_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:8086".into()),
+        )
+        .env("STRIDE_INFLUX_DATABASE", format!("t_{prefix}"))
         .env("STRIDE_DATABASE_PREFIX", format!("t_{prefix}_"))
         .env("STRIDE_REDIS_PREFIX", format!("t:{prefix}:"))
         .env("STRIDE_NATS_PREFIX", format!("t{prefix}."))

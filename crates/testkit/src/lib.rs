@@ -58,6 +58,8 @@ pub fn test_config() -> Config {
         redis_prefix: format!("t:{short}:"),
         nats_url: env_or("STRIDE_TEST_NATS_URL", "nats://127.0.0.1:4222"),
         nats_prefix: format!("t{short}."),
+        influx_url: env_or("STRIDE_TEST_INFLUX_URL", "http://127.0.0.1:8086"),
+        influx_database: format!("t_{short}"),
         events_max_age_days: 1,
         password_hash_threads: 2,
         log_format: "pretty".into(),

@@ -1,0 +1,178 @@
+//! `POST /v1/telemetry/batches`: device ingest into the durable buffer.
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+};
+use prost::Message as _;
+use serde::Serialize;
+use stride_platform::{
+    error::{ApiError, ErrorCode, Problem},
+    http::Json,
+};
+use stride_proto::telemetry::v1::{SampleBatch, StoredBatch};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    Telemetry,
+    samples::{JsonBatch, MAX_BATCH_BYTES, validate},
+};
+
+pub fn router() -> OpenApiRouter<Telemetry> {
+    OpenApiRouter::new().routes(routes!(ingest))
+}
+
+/// What was accepted.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// Samples in the batch.
+    pub accepted: usize,
+    /// The batch had been accepted before (a retry); it is stored once.
+    pub duplicate: bool,
+}
+
+fn device_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "a device credential is required (Authorization: Bearer sdv_...)",
+            )
+        })
+}
+
+fn parse(headers: &HeaderMap, body: &[u8]) -> Result<SampleBatch, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/x-protobuf")
+        || content_type.starts_with("application/protobuf")
+    {
+        return SampleBatch::decode(body)
+            .map_err(|error| ApiError::validation(format!("invalid protobuf batch: {error}")));
+    }
+    if content_type.starts_with("application/json") {
+        let json: JsonBatch = serde_json::from_slice(body)
+            .map_err(|error| ApiError::validation(format!("invalid JSON batch: {error}")))?;
+        return json
+            .into_proto()
+            .map_err(|error| ApiError::validation(error.to_string()));
+    }
+    Err(ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        "send application/json or application/x-protobuf",
+    ))
+}
+
+async fn check_rate(telemetry: &Telemetry, device_id: &str) -> Result<(), ApiError> {
+    let second = chrono::Utc::now().timestamp();
+    let key = telemetry
+        .redis
+        .key(format!("rate:device:{device_id}:{second}"));
+    let mut redis = telemetry.redis.connection();
+    let (count,): (u32,) = redis::pipe()
+        .incr(&key, 1)
+        .expire(&key, 2)
+        .ignore()
+        .query_async(&mut redis)
+        .await
+        .map_err(|error| ApiError::unavailable(error, 1))?;
+    if count > telemetry.config.device_batches_per_second {
+        return Err(ApiError::too_many_requests(
+            "this device sends batches too fast; send larger batches less often",
+            1,
+        ));
+    }
+    Ok(())
+}
+
+/// Accepts a batch of samples from a device, for an active or paused workout of its owner.
+/// `202` means the batch is durably stored; a retry with the same `seq` is stored once.
+#[utoipa::path(
+    post,
+    path = "/v1/telemetry/batches",
+    tag = "telemetry",
+    security(("bearer" = [])),
+    request_body(content = JsonBatch, description = "JSON, or application/x-protobuf (stride.telemetry.v1.SampleBatch); at most 3,600 samples and 1 MiB"),
+    responses(
+        (status = 202, description = "Stored in the durable buffer", body = Accepted),
+        (status = 400, description = "Which sample is invalid and why; nothing was kept", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown or revoked device credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such activity of the device's owner", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The activity is not active or paused", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The device sends too fast", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The buffer is unavailable; keep the batch and retry after Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn ingest(
+    State(telemetry): State<Telemetry>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let device = telemetry
+        .devices
+        .authenticate(device_token(&headers)?)
+        .await?;
+    if body.len() > MAX_BATCH_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "a batch is limited to 1 MiB",
+        ));
+    }
+    let batch = parse(&headers, &body)?;
+    let activity_id = validate(&batch, chrono::Utc::now().timestamp_millis())
+        .map_err(|error| ApiError::validation(error.to_string()))?;
+    let device_id = device.device_id.to_string();
+    check_rate(&telemetry, &device_id).await?;
+    let activity = telemetry
+        .activities
+        .get(activity_id)
+        .await?
+        .filter(|activity| activity.owner_id == device.user_id.to_string())
+        .ok_or_else(|| ApiError::not_found("no such activity of this device's owner"))?;
+    if !matches!(activity.status.as_str(), "active" | "paused") {
+        return Err(ApiError::conflict(format!(
+            "the activity is {}; samples are accepted while it is active or paused",
+            activity.status
+        )));
+    }
+    let count = batch.samples.len();
+    let stored = StoredBatch {
+        user_id: device.user_id.to_string(),
+        device_id: device_id.clone(),
+        activity_id: batch.activity_id,
+        seq: batch.seq,
+        samples: batch.samples,
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("{device_id}:{}", stored.seq).as_str(),
+    );
+    let ack = telemetry
+        .broker
+        .jetstream
+        .publish_with_headers(
+            telemetry.batch_subject(&stored.user_id),
+            headers,
+            stored.encode_to_vec().into(),
+        )
+        .await
+        .map_err(|error| ApiError::unavailable(error, 2))?
+        .await
+        .map_err(|error| ApiError::unavailable(error, 2))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            accepted: count,
+            duplicate: ack.duplicate,
+        }),
+    ))
+}

@@ -1,0 +1,140 @@
+//! The telemetry service: takes per-second samples from devices, never loses an accepted one,
+//! and serves them back as activity streams.
+//!
+//! device → `POST /v1/telemetry/batches` ([`ingest`]: device credential, validation, the
+//! activity must be the device owner's and active or paused) → JetStream stream `TELEMETRY`
+//! (202 only once the broker has stored the batch; the dedup id is device and sequence
+//! number) → [`writer`] drains it into InfluxDB in large line-protocol writes and acks only
+//! after InfluxDB accepted them → [`streams`] reads an activity's time window back.
+//!
+//! - [`samples`]: the batch format and its validation (pure);
+//! - [`influx`]: the InfluxDB v1 HTTP client and line protocol;
+//! - [`activities`]: a short-lived cache of training's answers about activities;
+//! - [`events`]: erasing a deleted user's samples.
+
+pub mod activities;
+pub mod events;
+pub mod influx;
+pub mod ingest;
+pub mod samples;
+pub mod streams;
+pub mod writer;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use async_nats::jetstream::stream;
+use stride_platform::{
+    broker::Broker,
+    cache::Redis,
+    config::Config,
+    consumer::Consumer,
+    device_auth::DeviceAuthenticator,
+    server::grpc_channel,
+    service::{Context, Service, ServiceSpec, Worker},
+};
+use stride_proto::training::v1::activities_client::ActivitiesClient;
+
+use crate::{activities::ActivityCache, influx::Influx};
+
+/// The service's name: its target and database suffix.
+pub const NAME: &str = "telemetry";
+
+/// The telemetry service's migrations (only the platform's tables).
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How the binary finds this service.
+pub static SERVICE: ServiceSpec = ServiceSpec {
+    name: NAME,
+    migrations: &MIGRATIONS,
+    build: |context| Box::pin(build(context)),
+};
+
+/// Shared state of the telemetry handlers.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    pub(crate) broker: Broker,
+    pub(crate) redis: Redis,
+    pub(crate) influx: Influx,
+    pub(crate) devices: Arc<DeviceAuthenticator>,
+    pub(crate) activities: Arc<ActivityCache>,
+    pub(crate) config: Arc<Config>,
+}
+
+impl Telemetry {
+    /// The subject of a user's batches.
+    pub(crate) fn batch_subject(&self, user_id: &str) -> String {
+        format!("{}telemetry.batches.{user_id}", self.broker.subject_prefix)
+    }
+}
+
+/// The JetStream name of the telemetry buffer.
+pub fn stream_name(config: &Config) -> String {
+    config.stream_name("TELEMETRY")
+}
+
+async fn ensure_stream(broker: &Broker, config: &Config) -> anyhow::Result<()> {
+    broker
+        .jetstream
+        .get_or_create_stream(stream::Config {
+            name: stream_name(config),
+            subjects: vec![format!("{}telemetry.batches.>", broker.subject_prefix)],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            // The buffer only has to outlast an InfluxDB outage.
+            max_age: Duration::from_secs(7 * 86_400),
+            duplicate_window: Duration::from_secs(600),
+            ..Default::default()
+        })
+        .await
+        .context("creating the TELEMETRY stream")?;
+    Ok(())
+}
+
+async fn build(context: Context) -> anyhow::Result<Service> {
+    let config = context.config.clone();
+    ensure_stream(&context.broker, &config).await?;
+    let influx = Influx::new(&config.influx_url, &config.influx_database);
+    if let Err(error) = influx.ensure_database().await {
+        // The writer retries until InfluxDB is there; ingest does not need it.
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "cannot create the InfluxDB database yet"
+        );
+    }
+    let training_url = config
+        .training_grpc_url
+        .clone()
+        .context("the training gRPC address is not set")?;
+    let state = Telemetry {
+        broker: context.broker.clone(),
+        redis: context.redis.clone(),
+        influx: influx.clone(),
+        devices: Arc::new(DeviceAuthenticator::new(
+            context.identity.clone(),
+            Duration::from_secs(config.device_auth_cache_seconds),
+        )),
+        activities: Arc::new(ActivityCache::new(
+            ActivitiesClient::new(grpc_channel(&training_url)?),
+            Duration::from_secs(2),
+        )),
+        config: config.clone(),
+    };
+    let writer = writer::Writer::new(context.broker.clone(), stream_name(&config), influx.clone());
+    let consumer = Consumer::new(
+        NAME,
+        context.db.clone(),
+        context.broker.clone(),
+        events::UserErasure { influx },
+    );
+    Ok(Service {
+        name: NAME,
+        router: ingest::router().merge(streams::router()).with_state(state),
+        grpc: None,
+        workers: vec![
+            Worker::new("telemetry-writer", move |token| writer.run(token)),
+            Worker::new("telemetry-consumer", move |token| consumer.run(token)),
+        ],
+        db: context.db,
+    })
+}

@@ -1,0 +1,271 @@
+//! `POST /v1/telemetry/batches`.
+
+use std::time::Duration;
+
+use prost::Message as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stride_proto::telemetry::v1::{Sample, SampleBatch};
+
+use crate::helpers::{
+    assert_problem, post_batch, recording, samples, spawn_app, spawn_app_with, streams_with,
+    test_config,
+};
+
+#[tokio::test]
+async fn accepted_batches_become_queryable_and_a_retry_is_stored_once() {
+    let app = spawn_app().await;
+    let ride = recording(&app, "ride", "private").await;
+    let first = post_batch(&app, &ride, 1, samples(&ride, 0, 300)).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let body: Value = first.json().await.expect("json");
+    assert_eq!(body, json!({"accepted": 300, "duplicate": false}));
+    let retry = post_batch(&app, &ride, 1, samples(&ride, 0, 300)).await;
+    assert_eq!(retry.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        retry.json::<Value>().await.expect("json")["duplicate"],
+        true
+    );
+    let second = post_batch(&app, &ride, 2, samples(&ride, 300, 200)).await;
+    assert_eq!(second.status(), StatusCode::ACCEPTED);
+
+    let streams = streams_with(&app, &ride.account.access_token, &ride.activity_id, "", 500).await;
+    assert_eq!(
+        streams["time"]["original_size"], 500,
+        "nothing lost, nothing doubled"
+    );
+    assert_eq!(
+        streams["heartrate"]["data"].as_array().map(Vec::len),
+        Some(500)
+    );
+    assert_eq!(streams["watts"]["data"][0], 200.0);
+    assert_eq!(streams["latlng"]["data"][0], json!([45.0, 7.0]));
+}
+
+#[tokio::test]
+async fn protobuf_batches_are_accepted_too() {
+    let app = spawn_app().await;
+    let ride = recording(&app, "ride", "private").await;
+    let batch = SampleBatch {
+        activity_id: ride.activity_id.clone(),
+        seq: 9,
+        samples: (0..120)
+            .map(|second| Sample {
+                time_ms: ride.start_ms + 60_000 + second * 1000,
+                heart_rate: Some(150.0),
+                power_w: Some(230.0),
+                ..Sample::default()
+            })
+            .collect(),
+    };
+    let response = app
+        .client
+        .post(app.url("/v1/telemetry/batches"))
+        .bearer_auth(&ride.device_token)
+        .header("content-type", "application/x-protobuf")
+        .body(batch.encode_to_vec())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let streams = streams_with(
+        &app,
+        &ride.account.access_token,
+        &ride.activity_id,
+        "?types=heartrate",
+        120,
+    )
+    .await;
+    assert_eq!(streams["heartrate"]["data"][119], 150.0);
+    assert!(streams.get("latlng").is_none(), "only the types asked for");
+}
+
+#[tokio::test]
+async fn a_bad_batch_says_which_sample_and_why_and_none_of_it_is_kept() {
+    let app = spawn_app().await;
+    let ride = recording(&app, "ride", "private").await;
+    let mut bad = samples(&ride, 0, 50);
+    bad[17]["heart_rate"] = json!(400);
+    let problem = assert_problem(
+        post_batch(&app, &ride, 1, bad).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("sample 17") && d.contains("heart_rate")),
+        "{problem}"
+    );
+    let mut backwards = samples(&ride, 0, 10);
+    backwards.swap(3, 4);
+    let problem = assert_problem(
+        post_batch(&app, &ride, 2, backwards).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("sample 4")),
+        "{problem}"
+    );
+    for body in [
+        json!({"activity_id": ride.activity_id, "seq": 3, "samples": []}),
+        json!({"activity_id": ride.activity_id, "seq": 3, "samples": [{"time": "yesterday", "heart_rate": 100}]}),
+        json!({"activity_id": ride.activity_id, "seq": 3, "samples": [{"time": 1, "heart_rate": 100}]}),
+        json!({"activity_id": "nope", "seq": 3, "samples": samples(&ride, 0, 1)}),
+        json!({"activity_id": ride.activity_id, "samples": samples(&ride, 0, 1)}),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/v1/telemetry/batches"))
+            .bearer_auth(&ride.device_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_problem(response, StatusCode::BAD_REQUEST).await;
+    }
+    let too_many = samples(&ride, 0, 3601);
+    assert_problem(
+        post_batch(&app, &ride, 4, too_many).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let garbage = app
+        .client
+        .post(app.url("/v1/telemetry/batches"))
+        .bearer_auth(&ride.device_token)
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0xff; 64])
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(garbage, StatusCode::BAD_REQUEST).await;
+    let text = app
+        .client
+        .post(app.url("/v1/telemetry/batches"))
+        .bearer_auth(&ride.device_token)
+        .body("hr=150")
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(text, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    // A valid batch afterwards shows that nothing of the refused ones was kept.
+    assert_eq!(
+        post_batch(&app, &ride, 5, samples(&ride, 0, 10))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let streams = streams_with(&app, &ride.account.access_token, &ride.activity_id, "", 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = streams_with(&app, &ride.account.access_token, &ride.activity_id, "", 10).await;
+    assert_eq!(streams["time"]["original_size"], 10);
+    assert_eq!(again["time"]["original_size"], 10);
+}
+
+#[tokio::test]
+async fn only_a_valid_device_of_the_owner_may_send_and_only_while_recording() {
+    let app = spawn_app_with(stride_platform::config::Config {
+        device_auth_cache_seconds: 1,
+        ..test_config()
+    })
+    .await;
+    let ride = recording(&app, "ride", "private").await;
+    let other = recording(&app, "run", "private").await;
+    let anonymous = app
+        .client
+        .post(app.url("/v1/telemetry/batches"))
+        .json(&json!({"activity_id": ride.activity_id, "seq": 1, "samples": samples(&ride, 0, 1)}))
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(anonymous, StatusCode::UNAUTHORIZED).await;
+    // A user's access token is not a device credential.
+    let user_token = app
+        .client
+        .post(app.url("/v1/telemetry/batches"))
+        .bearer_auth(&ride.account.access_token)
+        .json(&json!({"activity_id": ride.activity_id, "seq": 1, "samples": samples(&ride, 0, 1)}))
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(user_token, StatusCode::UNAUTHORIZED).await;
+    // Another athlete's device cannot write into this workout.
+    let mut intruder = samples(&ride, 0, 5);
+    intruder.truncate(5);
+    let foreign = app
+        .client
+        .post(app.url("/v1/telemetry/batches"))
+        .bearer_auth(&other.device_token)
+        .json(&json!({"activity_id": ride.activity_id, "seq": 1, "samples": intruder}))
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(foreign, StatusCode::NOT_FOUND).await;
+
+    // Finished: refused within the cache time.
+    let finish = app
+        .post_authed(
+            &format!("/v1/activities/{}/finish", ride.activity_id),
+            &ride.account.access_token,
+            None,
+        )
+        .await;
+    assert_eq!(finish.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let late = post_batch(&app, &ride, 2, samples(&ride, 0, 5)).await;
+    let problem = assert_problem(late, StatusCode::CONFLICT).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("finished")),
+        "{problem}"
+    );
+
+    // Revoked: refused within the cache time.
+    assert_eq!(
+        post_batch(&app, &other, 1, samples(&other, 0, 5))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let revoke = app
+        .delete_authed(
+            &format!("/v1/devices/{}", other.device_id),
+            &other.account.access_token,
+        )
+        .await;
+    assert_eq!(revoke.status(), StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_problem(
+        post_batch(&app, &other, 2, samples(&other, 5, 5)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_device_that_sends_too_fast_is_told_to_slow_down() {
+    let app = spawn_app_with(stride_platform::config::Config {
+        device_batches_per_second: 3,
+        ..test_config()
+    })
+    .await;
+    let ride = recording(&app, "ride", "private").await;
+    let mut statuses = Vec::new();
+    for seq in 0..12 {
+        let response = post_batch(&app, &ride, seq, samples(&ride, seq as i64 * 2, 2)).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        statuses.push(response.status());
+    }
+    assert!(statuses.contains(&StatusCode::ACCEPTED));
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
