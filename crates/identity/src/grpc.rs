@@ -12,6 +12,19 @@ use uuid::Uuid;
 
 use crate::{Identity, sessions::digest};
 
+#[derive(sqlx::FromRow)]
+struct ProfileRow {
+    id: Uuid,
+    display_name: String,
+    avatar_id: Option<Uuid>,
+    time_zone: String,
+    default_visibility: String,
+    max_heart_rate: Option<i32>,
+    resting_heart_rate: Option<i32>,
+    weight_kg: Option<f64>,
+    birth_year: Option<i32>,
+}
+
 /// Most ids per `GetProfiles` call.
 const MAX_PROFILE_IDS: usize = 500;
 
@@ -42,9 +55,10 @@ impl UserDirectory for Identity {
             .map(|id| Uuid::from_str(id))
             .collect::<Result<_, _>>()
             .map_err(|_| Status::invalid_argument("user_ids must be UUIDs"))?;
-        let rows: Vec<(Uuid, String, Option<Uuid>, String, String)> = sqlx::query_as(
-            "SELECT id, display_name, avatar_id, time_zone, default_visibility FROM users
-             WHERE id = ANY($1)",
+        let rows: Vec<ProfileRow> = sqlx::query_as(
+            "SELECT id, display_name, avatar_id, time_zone, default_visibility, max_heart_rate,
+                    resting_heart_rate, weight_kg, birth_year
+             FROM users WHERE id = ANY($1)",
         )
         .bind(&ids)
         .fetch_all(&self.db)
@@ -52,15 +66,17 @@ impl UserDirectory for Identity {
         .map_err(internal)?;
         let profiles = rows
             .into_iter()
-            .map(
-                |(id, display_name, avatar_id, time_zone, default_visibility)| Profile {
-                    user_id: id.to_string(),
-                    display_name,
-                    avatar_id: avatar_id.map(|id| id.to_string()).unwrap_or_default(),
-                    time_zone,
-                    default_visibility,
-                },
-            )
+            .map(|row| Profile {
+                user_id: row.id.to_string(),
+                display_name: row.display_name,
+                avatar_id: row.avatar_id.map(|id| id.to_string()).unwrap_or_default(),
+                time_zone: row.time_zone,
+                default_visibility: row.default_visibility,
+                max_heart_rate: row.max_heart_rate.map(f64::from),
+                resting_heart_rate: row.resting_heart_rate.map(f64::from),
+                weight_kg: row.weight_kg,
+                birth_year: row.birth_year,
+            })
             .collect();
         Ok(Response::new(GetProfilesResponse { profiles }))
     }

@@ -74,6 +74,9 @@ pub struct Config {
     /// gRPC address of the training service; unset means this process
     /// (`STRIDE_TRAINING_GRPC_URL`).
     pub training_grpc_url: Option<String>,
+    /// gRPC address of the telemetry service; unset means this process
+    /// (`STRIDE_TELEMETRY_GRPC_URL`).
+    pub telemetry_grpc_url: Option<String>,
     /// Telemetry batches a device may send per second (`STRIDE_DEVICE_BATCHES_PER_SECOND`).
     pub device_batches_per_second: u32,
     /// `json` (default) or `pretty` (`STRIDE_LOG_FORMAT`).
@@ -120,6 +123,7 @@ impl Default for Config {
             influx_url: "http://127.0.0.1:8086".into(),
             influx_database: "stride".into(),
             training_grpc_url: None,
+            telemetry_grpc_url: None,
             device_batches_per_second: 20,
             log_format: "json".into(),
             log: "info,sqlx=warn".into(),

@@ -192,9 +192,12 @@ pub async fn start(mut config: Config, specs: &[&ServiceSpec]) -> anyhow::Result
         .identity_grpc_url
         .get_or_insert_with(|| format!("http://{}", loopback_if_unspecified(grpc_addr)))
         .clone();
-    config
-        .training_grpc_url
-        .get_or_insert_with(|| format!("http://{}", loopback_if_unspecified(grpc_addr)));
+    for url in [
+        &mut config.training_grpc_url,
+        &mut config.telemetry_grpc_url,
+    ] {
+        url.get_or_insert_with(|| format!("http://{}", loopback_if_unspecified(grpc_addr)));
+    }
     let jwks_url = config
         .jwks_url
         .get_or_insert_with(|| {

@@ -10,10 +10,12 @@
 //! - [`samples`]: the batch format and its validation (pure);
 //! - [`influx`]: the InfluxDB v1 HTTP client and line protocol;
 //! - [`activities`]: a short-lived cache of training's answers about activities;
+//! - [`grpc`]: `Streams` for training (summaries at finish, imports of uploaded files);
 //! - [`events`]: erasing a deleted user's samples.
 
 pub mod activities;
 pub mod events;
+pub mod grpc;
 pub mod influx;
 pub mod ingest;
 pub mod samples;
@@ -120,6 +122,7 @@ async fn build(context: Context) -> anyhow::Result<Service> {
         )),
         config: config.clone(),
     };
+    let state_for_grpc = state.clone();
     let writer = writer::Writer::new(context.broker.clone(), stream_name(&config), influx.clone());
     let consumer = Consumer::new(
         NAME,
@@ -130,7 +133,7 @@ async fn build(context: Context) -> anyhow::Result<Service> {
     Ok(Service {
         name: NAME,
         router: ingest::router().merge(streams::router()).with_state(state),
-        grpc: None,
+        grpc: Some(grpc::routes(state_for_grpc)),
         workers: vec![
             Worker::new("telemetry-writer", move |token| writer.run(token)),
             Worker::new("telemetry-consumer", move |token| consumer.run(token)),

@@ -296,10 +296,11 @@ async fn streams(
         return Ok(Json(BTreeMap::new()));
     };
     let end_ms = parse_time(&activity.end_time).unwrap_or_else(|| Utc::now().timestamp_millis());
-    let device = (!activity.device_id.is_empty()).then_some(activity.device_id.as_str());
+    let device =
+        crate::grpc::device_tag(&activity.source, &activity.device_id, &activity.activity_id);
     let rows = telemetry
         .influx
-        .samples(&activity.owner_id, device, start_ms, end_ms)
+        .samples(&activity.owner_id, device.as_deref(), start_ms, end_ms)
         .await
         .map_err(|error| ApiError::unavailable(error, 2))?;
     let original_size = rows.len();

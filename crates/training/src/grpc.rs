@@ -45,6 +45,7 @@ fn info(row: &ActivityRow) -> ActivityInfo {
         start_time: time(row.start_time),
         end_time: time(row.end_time),
         device_id: row.device_id.map(|id| id.to_string()).unwrap_or_default(),
+        source: row.source.clone(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! settings.
 //!
 //! - [`domain`]: sports, visibility, the lifecycle's transitions, checks of manual totals;
+//! - [`samples`]: summaries of stored samples, asked from telemetry;
 //! - [`store`]: SQL for activities;
 //! - [`http`]: the REST API (`/v1/activities`, `/v1/me/training-settings`);
 //! - [`grpc`]: `Activities` for other services (telemetry authorises ingest with it);
@@ -16,18 +17,24 @@ pub mod domain;
 pub mod events;
 pub mod grpc;
 pub mod http;
+pub mod samples;
 pub mod store;
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use sqlx::PgPool;
+use stride_platform::server::grpc_channel;
 use stride_platform::{
     config::Config,
     consumer::Consumer,
     outbox::Relay,
     service::{Context, Service, ServiceSpec, Worker},
 };
-use stride_proto::identity::v1::user_directory_client::UserDirectoryClient;
+use stride_proto::{
+    identity::v1::user_directory_client::UserDirectoryClient,
+    telemetry::v1::streams_client::StreamsClient,
+};
 use tonic::transport::Channel;
 
 /// The service's name: its target and database suffix.
@@ -48,14 +55,23 @@ pub static SERVICE: ServiceSpec = ServiceSpec {
 pub struct Training {
     pub(crate) db: PgPool,
     pub(crate) identity: UserDirectoryClient<Channel>,
+    pub(crate) streams: StreamsClient<Channel>,
     #[allow(dead_code)]
     pub(crate) config: Arc<Config>,
 }
 
 async fn build(context: Context) -> anyhow::Result<Service> {
+    let telemetry_url = context
+        .config
+        .telemetry_grpc_url
+        .clone()
+        .context("the telemetry gRPC address is not set")?;
     let state = Training {
         db: context.db.clone(),
         identity: context.identity.clone(),
+        streams: StreamsClient::new(grpc_channel(&telemetry_url)?)
+            .max_decoding_message_size(16 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024),
         config: context.config.clone(),
     };
     let relay = Relay::new(context.db.clone(), context.broker.clone());

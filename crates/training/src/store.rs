@@ -29,6 +29,7 @@ pub struct ActivityRow {
     pub summary: Json<ActivitySummary>,
     pub laps: serde_json::Value,
     pub best_efforts: serde_json::Value,
+    pub splits: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -36,7 +37,7 @@ pub struct ActivityRow {
 /// Every column, in [`ActivityRow`] order.
 pub const COLUMNS: &str = "id, owner_id, sport, name, description, status, visibility, source, \
     gear_id, device_id, commute, trainer, plan, start_time, end_time, paused_at, paused_s, \
-    summary, laps, best_efforts, created_at, updated_at";
+    summary, laps, best_efforts, splits, created_at, updated_at";
 
 impl ActivityRow {
     /// What events carry about this activity.
@@ -99,6 +100,9 @@ pub struct Activity {
     /// Best efforts (fastest distances, best powers).
     #[schema(value_type = Vec<Object>)]
     pub best_efforts: serde_json::Value,
+    /// Automatic splits per kilometre.
+    #[schema(value_type = Vec<Object>)]
+    pub splits: serde_json::Value,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -126,6 +130,7 @@ impl From<ActivityRow> for Activity {
             summary: row.summary.0,
             laps: row.laps,
             best_efforts: row.best_efforts,
+            splits: row.splits,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }

@@ -163,3 +163,76 @@ async fn deleting_the_account_deletes_its_samples() {
     }
     assert_eq!(remaining, 0, "the deleted user's samples are gone");
 }
+
+#[tokio::test]
+async fn finishing_a_live_workout_summarises_its_stored_samples() {
+    let app = spawn_app().await;
+    let ride = recording(&app, "ride", "private").await;
+    let token = &ride.account.access_token;
+    let profile = app
+        .patch_authed(
+            "/v1/me",
+            token,
+            &serde_json::json!({"max_heart_rate": 190, "resting_heart_rate": 50, "weight_kg": 70}),
+        )
+        .await;
+    assert_eq!(profile.status(), StatusCode::OK);
+    for seq in 0..2 {
+        let response = post_batch(&app, &ride, seq, samples(&ride, seq as i64 * 600, 600)).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    streams_with(&app, token, &ride.activity_id, "", 1200).await;
+    let finished: Value = app
+        .post_authed(
+            &format!("/v1/activities/{}/finish", ride.activity_id),
+            token,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(finished["status"], "finished");
+    let summary = &finished["summary"];
+    // 1200 samples, 1 s apart, 5.5 m/s along a straight line: about 6.6 km.
+    let distance = summary["distance_m"].as_f64().expect("distance");
+    assert!((distance - 6_660.0).abs() < 100.0, "{summary}");
+    let avg_hr = summary["avg_heart_rate"].as_f64().expect("heart rate");
+    assert!((avg_hr - 139.5).abs() < 1.0, "{summary}");
+    assert_eq!(summary["max_heart_rate"], 159.0);
+    assert_eq!(summary["max_power_w"], 249.0);
+    assert!(
+        summary["normalized_power_w"]
+            .as_f64()
+            .is_some_and(|np| np >= 224.0)
+    );
+    assert!(
+        summary["hr_zone_s"]
+            .as_array()
+            .is_some_and(|zones| zones.len() == 5)
+    );
+    assert!(
+        summary["calories_kcal"]
+            .as_f64()
+            .is_some_and(|kcal| kcal > 0.0)
+    );
+    // Elapsed is the wall clock since the start two hours ago; moving time is what was ridden.
+    assert!(
+        summary["elapsed_time_s"]
+            .as_f64()
+            .is_some_and(|s| s > 7_000.0),
+        "{summary}"
+    );
+    let moving = summary["moving_time_s"].as_f64().expect("moving");
+    assert!((moving - 1_200.0).abs() < 10.0, "{summary}");
+    assert!(
+        finished["splits"]
+            .as_array()
+            .is_some_and(|splits| splits.len() >= 6)
+    );
+    let efforts = finished["best_efforts"].as_array().expect("best efforts");
+    assert!(
+        efforts.iter().any(|effort| effort["name"] == "5min"),
+        "{efforts:?}"
+    );
+}

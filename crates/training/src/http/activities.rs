@@ -715,6 +715,22 @@ async fn step(
     id: Uuid,
     action: Action,
 ) -> Result<Json<Activity>, ApiError> {
+    let now = Utc::now();
+    // The samples are summarised before the transaction: it must not wait on another service.
+    let computed = if action == Action::Finish {
+        let mut connection = training.db.acquire().await?;
+        match store::activity(&mut connection, id)
+            .await?
+            .filter(|row| row.owner_id == user.user_id)
+        {
+            Some(row) if matches!(row.status.as_str(), "active" | "paused") => {
+                crate::samples::summarize(training, &row, now).await?
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
     let mut tx = training.db.begin().await?;
     let current = store::activity_for_update(&mut tx, id)
         .await?
@@ -723,7 +739,6 @@ async fn step(
     let from = Status::from_stored(&current.status)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("unknown stored status")))?;
     let next = transition(from, action).map_err(|error| ApiError::conflict(error.to_string()))?;
-    let now = Utc::now();
     let start_time = current.start_time.or(Some(now));
     // A pause in progress ends with the step that leaves the paused state.
     let ongoing_pause = current.paused_at.map_or(0.0, |at| {
@@ -734,20 +749,43 @@ async fn step(
         Action::Resume | Action::Finish => (None, current.paused_s + ongoing_pause),
         Action::Start | Action::Discard => (current.paused_at, current.paused_s),
     };
-    let (end_time, summary) = if action == Action::Finish {
+    let (end_time, summary, splits, best_efforts) = if action == Action::Finish {
         let elapsed = start_time.map_or(0.0, |start| {
             (now - start).num_milliseconds().max(0) as f64 / 1000.0
         });
-        let mut summary = current.summary.0.clone();
+        let paused_moving = moving_time_s(elapsed, paused_s);
+        let computed = computed.unwrap_or_default();
+        let mut summary = computed.summary;
+        // Elapsed time is the wall clock from start to finish, pauses included; moving time
+        // is what the samples say, never more than the time not paused.
         summary.elapsed_time_s = Some(elapsed);
-        summary.moving_time_s = Some(moving_time_s(elapsed, paused_s));
-        (Some(now), summary)
+        summary.moving_time_s = Some(
+            summary
+                .moving_time_s
+                .map_or(paused_moving, |moving| moving.min(paused_moving)),
+        );
+        (Some(now), summary, computed.splits, computed.best_efforts)
     } else {
-        (current.end_time, current.summary.0.clone())
+        (
+            current.end_time,
+            current.summary.0.clone(),
+            current.splits.clone(),
+            current.best_efforts.clone(),
+        )
+    };
+    let splits = if splits.is_null() {
+        serde_json::json!([])
+    } else {
+        splits
+    };
+    let best_efforts = if best_efforts.is_null() {
+        serde_json::json!([])
+    } else {
+        best_efforts
     };
     let updated: ActivityRow = sqlx::query_as(&format!(
         "UPDATE activities SET status = $2, start_time = $3, end_time = $4, paused_at = $5,
-            paused_s = $6, summary = $7, updated_at = now()
+            paused_s = $6, summary = $7, splits = $8, best_efforts = $9, updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id)
@@ -757,6 +795,8 @@ async fn step(
     .bind(paused_at)
     .bind(paused_s)
     .bind(sqlx::types::Json(&summary))
+    .bind(&splits)
+    .bind(&best_efforts)
     .fetch_one(&mut *tx)
     .await?;
     match action {
