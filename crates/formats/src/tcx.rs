@@ -191,12 +191,15 @@ impl State {
 pub(crate) fn read(bytes: &[u8], limits: &Limits) -> Result<Activity, FormatError> {
     let mut reader = reader(bytes);
     let mut st = State::default();
+    // Open elements: a document cut short ends with some still open.
+    let mut depth = 0usize;
     loop {
         let event = reader
             .read_event()
             .map_err(|e| malformed(Format::Tcx, &reader, e))?;
         match event {
             Event::Start(e) => {
+                depth += 1;
                 let local = e.local_name();
                 let local = local.as_ref().as_bytes();
                 match local {
@@ -256,6 +259,7 @@ pub(crate) fn read(bytes: &[u8], limits: &Limits) -> Result<Activity, FormatErro
                 st.text(&text);
             }
             Event::End(e) => {
+                depth = depth.saturating_sub(1);
                 st.leaf = None;
                 match e.local_name().as_ref().as_bytes() {
                     b"Trackpoint" => st.finish_point(limits)?,
@@ -269,6 +273,11 @@ pub(crate) fn read(bytes: &[u8], limits: &Limits) -> Result<Activity, FormatErro
                     }
                     _ => {}
                 }
+            }
+            Event::Eof if depth > 0 => {
+                return Err(FormatError::Truncated(
+                    "the document ends before its closing tags".into(),
+                ));
             }
             Event::Eof => break,
             _ => {}

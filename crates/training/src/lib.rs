@@ -5,7 +5,8 @@
 //! - [`domain`]: sports, visibility, the lifecycle's transitions, checks of manual totals;
 //! - [`samples`]: summaries of stored samples, asked from telemetry;
 //! - [`store`]: SQL for activities;
-//! - [`http`]: the REST API (`/v1/activities`, `/v1/me/training-settings`);
+//! - [`uploads`]: turning uploaded FIT, GPX and TCX files into activities;
+//! - [`http`]: the REST API (`/v1/activities`, `/v1/uploads`, `/v1/me/training-settings`);
 //! - [`grpc`]: `Activities` for other services (telemetry authorises ingest with it);
 //! - [`events`]: the consumer of identity's events (erasing a deleted user's workouts).
 //!
@@ -19,6 +20,7 @@ pub mod grpc;
 pub mod http;
 pub mod samples;
 pub mod store;
+pub mod uploads;
 
 use std::sync::Arc;
 
@@ -56,6 +58,7 @@ pub struct Training {
     pub(crate) db: PgPool,
     pub(crate) identity: UserDirectoryClient<Channel>,
     pub(crate) streams: StreamsClient<Channel>,
+    pub(crate) uploads: Arc<uploads::UploadQueue>,
     #[allow(dead_code)]
     pub(crate) config: Arc<Config>,
 }
@@ -72,9 +75,11 @@ async fn build(context: Context) -> anyhow::Result<Service> {
         streams: StreamsClient::new(grpc_channel(&telemetry_url)?)
             .max_decoding_message_size(16 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024),
+        uploads: Arc::default(),
         config: context.config.clone(),
     };
     let relay = Relay::new(context.db.clone(), context.broker.clone());
+    let upload_worker = (state.clone(), state.uploads.clone());
     let consumer = Consumer::new(
         NAME,
         context.db.clone(),
@@ -88,6 +93,9 @@ async fn build(context: Context) -> anyhow::Result<Service> {
         workers: vec![
             Worker::new("training-outbox-relay", move |token| relay.run(token)),
             Worker::new("training-consumer", move |token| consumer.run(token)),
+            Worker::new("training-uploads", move |token| {
+                uploads::run(upload_worker.0, upload_worker.1, token)
+            }),
         ],
         db: context.db,
     })

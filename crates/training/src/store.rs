@@ -30,6 +30,8 @@ pub struct ActivityRow {
     pub laps: serde_json::Value,
     pub best_efforts: serde_json::Value,
     pub splits: serde_json::Value,
+    pub legs: serde_json::Value,
+    pub external_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -37,7 +39,7 @@ pub struct ActivityRow {
 /// Every column, in [`ActivityRow`] order.
 pub const COLUMNS: &str = "id, owner_id, sport, name, description, status, visibility, source, \
     gear_id, device_id, commute, trainer, plan, start_time, end_time, paused_at, paused_s, \
-    summary, laps, best_efforts, splits, created_at, updated_at";
+    summary, laps, best_efforts, splits, legs, external_id, created_at, updated_at";
 
 impl ActivityRow {
     /// What events carry about this activity.
@@ -103,6 +105,11 @@ pub struct Activity {
     /// Automatic splits per kilometre.
     #[schema(value_type = Vec<Object>)]
     pub splits: serde_json::Value,
+    /// Multisport legs, each with its sport and totals.
+    #[schema(value_type = Vec<Object>)]
+    pub legs: serde_json::Value,
+    /// The uploader's own id for the file, if given.
+    pub external_id: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -131,6 +138,8 @@ impl From<ActivityRow> for Activity {
             laps: row.laps,
             best_efforts: row.best_efforts,
             splits: row.splits,
+            legs: row.legs,
+            external_id: row.external_id,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }

@@ -30,11 +30,13 @@ pub enum Sport {
     Yoga,
     /// Anything else.
     Other,
+    /// Several sports in one (triathlon, duathlon); each leg keeps its own sport.
+    Multisport,
 }
 
 impl Sport {
     /// Every sport.
-    pub const ALL: [Sport; 13] = [
+    pub const ALL: [Sport; 14] = [
         Sport::Run,
         Sport::TrailRun,
         Sport::Ride,
@@ -48,6 +50,7 @@ impl Sport {
         Sport::Strength,
         Sport::Yoga,
         Sport::Other,
+        Sport::Multisport,
     ];
 
     /// The stored name.
@@ -66,6 +69,7 @@ impl Sport {
             Sport::Strength => "strength",
             Sport::Yoga => "yoga",
             Sport::Other => "other",
+            Sport::Multisport => "multisport",
         }
     }
 
@@ -92,6 +96,7 @@ impl Sport {
             Sport::Strength => "Strength Training",
             Sport::Yoga => "Yoga",
             Sport::Other => "Workout",
+            Sport::Multisport => "Multisport",
         }
     }
 }

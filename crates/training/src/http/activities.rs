@@ -155,6 +155,11 @@ async fn owner_profile(training: &Training, owner: Uuid) -> Owner {
     }
 }
 
+/// The visibility the owner gives new activities (private when unknown).
+pub(crate) async fn owner_visibility(training: &Training, owner: Uuid) -> Visibility {
+    owner_profile(training, owner).await.visibility
+}
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);

@@ -2,6 +2,9 @@
 
 mod activities;
 mod settings;
+mod uploads;
+
+pub(crate) use activities::owner_visibility;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -12,5 +15,6 @@ pub fn router(state: Training) -> OpenApiRouter {
     OpenApiRouter::new()
         .merge(activities::router())
         .merge(settings::router())
+        .merge(uploads::router())
         .with_state(state)
 }
