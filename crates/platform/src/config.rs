@@ -71,6 +71,9 @@ pub struct Config {
     pub influx_url: String,
     /// InfluxDB database of the samples; created at start (`STRIDE_INFLUX_DATABASE`).
     pub influx_database: String,
+    /// How long InfluxDB keeps samples, as an InfluxQL duration (`52w`; `INF` keeps them
+    /// forever) (`STRIDE_INFLUX_RETENTION`).
+    pub influx_retention: String,
     /// gRPC address of the training service; unset means this process
     /// (`STRIDE_TRAINING_GRPC_URL`).
     pub training_grpc_url: Option<String>,
@@ -122,6 +125,7 @@ impl Default for Config {
             trusted_proxies: "127.0.0.1/32,::1/128".into(),
             influx_url: "http://127.0.0.1:8086".into(),
             influx_database: "stride".into(),
+            influx_retention: "INF".into(),
             training_grpc_url: None,
             telemetry_grpc_url: None,
             device_batches_per_second: 20,
@@ -178,6 +182,18 @@ impl Config {
         if self.access_token_seconds == 0 || self.session_days == 0 {
             return Err(ConfigError::Value(
                 "token and session lifetimes must be positive".into(),
+            ));
+        }
+        let retention_ok = self.influx_retention == "INF"
+            || (self.influx_retention.len() > 1
+                && self
+                    .influx_retention
+                    .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                    .chars()
+                    .all(|c| c.is_ascii_digit()));
+        if !retention_ok {
+            return Err(ConfigError::Value(
+                "STRIDE_INFLUX_RETENTION must be INF or a duration such as 52w or 90d".into(),
             ));
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {

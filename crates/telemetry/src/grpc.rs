@@ -114,6 +114,46 @@ fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
+/// How long a summary waits for the writer to store batches accepted before it was asked.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Telemetry {
+    /// Waits (bounded) until the writer has stored every batch of `user_id` that the buffer
+    /// accepted so far, so a summary asked right after the last 202 includes that batch.
+    async fn wait_for_writer(&self, user_id: &str) {
+        let Ok(stream) = self
+            .broker
+            .jetstream
+            .get_stream(crate::stream_name(&self.config))
+            .await
+        else {
+            return;
+        };
+        let Ok(last) = stream
+            .get_last_raw_message_by_subject(&self.batch_subject(user_id))
+            .await
+        else {
+            return; // nothing was ever accepted for this user
+        };
+        let Ok(mut writer) = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(crate::writer::DURABLE)
+            .await
+        else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            match writer.info().await {
+                Ok(info) if info.ack_floor.stream_sequence >= last.sequence => return,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tracing::warn!(%user_id, "summarising before the writer caught up");
+    }
+}
+
 #[tonic::async_trait]
 impl Streams for Telemetry {
     async fn summarize(
@@ -121,6 +161,9 @@ impl Streams for Telemetry {
         request: Request<SummarizeRequest>,
     ) -> Result<Response<SummarizeResponse>, Status> {
         let request = request.into_inner();
+        if request.source == "live" {
+            self.wait_for_writer(&request.owner_id).await;
+        }
         let tag = device_tag(&request.source, &request.device_id, &request.activity_id);
         let rows = self
             .influx

@@ -131,11 +131,22 @@ impl Influx {
         Ok(body)
     }
 
-    /// Creates the database unless it exists.
-    pub async fn ensure_database(&self) -> anyhow::Result<()> {
+    /// Creates the database unless it exists, and makes `samples` (kept for `retention`,
+    /// an InfluxQL duration or `INF`) its default retention policy.
+    pub async fn ensure_database(&self, retention: &str) -> anyhow::Result<()> {
         let name = self.database.replace('"', "");
         self.query_raw(&format!("CREATE DATABASE \"{name}\""))
             .await?;
+        let create = format!(
+            "CREATE RETENTION POLICY \"samples\" ON \"{name}\" DURATION {retention} REPLICATION 1 DEFAULT"
+        );
+        if self.query_raw(&create).await.is_err() {
+            // It exists with other settings: bring it to the configured ones.
+            self.query_raw(&format!(
+                "ALTER RETENTION POLICY \"samples\" ON \"{name}\" DURATION {retention} DEFAULT"
+            ))
+            .await?;
+        }
         Ok(())
     }
 

@@ -168,6 +168,9 @@ async fn ingest(
         .map_err(|error| ApiError::unavailable(error, 2))?
         .await
         .map_err(|error| ApiError::unavailable(error, 2))?;
+    if !ack.duplicate {
+        telemetry.publish_live(&stored).await;
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

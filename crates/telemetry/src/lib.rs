@@ -11,6 +11,7 @@
 //! - [`influx`]: the InfluxDB v1 HTTP client and line protocol;
 //! - [`activities`]: a short-lived cache of training's answers about activities;
 //! - [`grpc`]: `Streams` for training (summaries at finish, imports of uploaded files);
+//! - [`live`]: Server-Sent Events of accepted samples, fanned out through NATS;
 //! - [`events`]: erasing a deleted user's samples.
 
 pub mod activities;
@@ -18,6 +19,7 @@ pub mod events;
 pub mod grpc;
 pub mod influx;
 pub mod ingest;
+pub mod live;
 pub mod samples;
 pub mod streams;
 pub mod writer;
@@ -97,7 +99,7 @@ async fn build(context: Context) -> anyhow::Result<Service> {
     let config = context.config.clone();
     ensure_stream(&context.broker, &config).await?;
     let influx = Influx::new(&config.influx_url, &config.influx_database);
-    if let Err(error) = influx.ensure_database().await {
+    if let Err(error) = influx.ensure_database(&config.influx_retention).await {
         // The writer retries until InfluxDB is there; ingest does not need it.
         tracing::warn!(
             error = format!("{error:#}"),
@@ -132,7 +134,10 @@ async fn build(context: Context) -> anyhow::Result<Service> {
     );
     Ok(Service {
         name: NAME,
-        router: ingest::router().merge(streams::router()).with_state(state),
+        router: ingest::router()
+            .merge(streams::router())
+            .merge(live::router())
+            .with_state(state),
         grpc: Some(grpc::routes(state_for_grpc)),
         workers: vec![
             Worker::new("telemetry-writer", move |token| writer.run(token)),

@@ -181,7 +181,7 @@ async fn finishing_a_live_workout_summarises_its_stored_samples() {
         let response = post_batch(&app, &ride, seq, samples(&ride, seq as i64 * 600, 600)).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
     }
-    streams_with(&app, token, &ride.activity_id, "", 1200).await;
+    // Finished right after the last 202, as a device would: nothing accepted may be missing.
     let finished: Value = app
         .post_authed(
             &format!("/v1/activities/{}/finish", ride.activity_id),
