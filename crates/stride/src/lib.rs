@@ -5,6 +5,8 @@
 //! Behaviour is the same whatever the split: services talk through the same gRPC clients and
 //! the same broker whether they share a process or not.
 
+pub mod sim;
+
 use std::{fmt, str::FromStr};
 
 use stride_platform::service::ServiceSpec;

@@ -48,6 +48,18 @@ enum Command {
         )]
         targets: Targets,
     },
+    /// Simulates devices recording workouts through the public HTTP API: a live demo and a
+    /// load generator.
+    ///
+    /// Per device: registers an account, logs in, registers a device and starts a public
+    /// workout, then streams one-second samples in batches (a GPS track around a loop with
+    /// rolling hills, heart rate that follows effort with a lag and drifts up over time,
+    /// cadence, power for rides), waits out 429 and 503 answers and sends the same batch
+    /// again, finishes the workout and prints a report with every activity id. Ctrl-C stops
+    /// streaming and finishes the workouts started so far.
+    ///
+    /// Example: `stride sim --devices 5 --speedup 60 --duration-mins 20`.
+    Sim(stride::sim::Options),
     /// Administrative tasks.
     Admin {
         #[command(subcommand)]
@@ -83,6 +95,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             app.run_until_signal().await
         }
         Command::Migrate { targets } => server::migrate(&config, &targets.specs()).await,
+        Command::Sim(options) => {
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("stopping: finishing the workouts started so far");
+            };
+            let report = stride::sim::run_until(options, stop).await?;
+            println!("{report}");
+            match report.failed_devices() {
+                0 => Ok(()),
+                failed => anyhow::bail!("{failed} simulated devices stopped early"),
+            }
+        }
         Command::Admin {
             task: AdminTask::Grant { email },
         } => {
