@@ -33,6 +33,13 @@ pub trait EventHandler: Send + Sync + 'static {
         connection: &'a mut PgConnection,
         event: &'a Envelope,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Runs after the effect of `event` committed (never for a duplicate): updates of caches
+    /// derived from the database, which must not be written before the commit. Failures are
+    /// the handler's to log; the event stays processed.
+    fn after_commit<'a>(&'a self, _event: &'a Envelope) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Test-only behaviour that forces redeliveries.
@@ -123,6 +130,7 @@ impl Consumer {
         match self.handler.handle(&mut tx, envelope).await {
             Ok(()) => {
                 tx.commit().await?;
+                self.handler.after_commit(envelope).await;
                 Ok(Outcome::Applied)
             }
             Err(error) => {

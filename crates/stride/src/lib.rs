@@ -20,11 +20,18 @@ pub enum Target {
     Training,
     /// Device samples: ingest, durable buffer, InfluxDB, streams.
     Telemetry,
+    /// Points, redemptions, leaderboards.
+    Gamification,
 }
 
 impl Target {
     /// Every target, in start order.
-    pub const ALL: [Target; 3] = [Target::Identity, Target::Training, Target::Telemetry];
+    pub const ALL: [Target; 4] = [
+        Target::Identity,
+        Target::Training,
+        Target::Telemetry,
+        Target::Gamification,
+    ];
 
     /// The target's name on the command line.
     pub fn name(self) -> &'static str {
@@ -37,6 +44,7 @@ impl Target {
             Target::Identity => &stride_identity::SERVICE,
             Target::Training => &stride_training::SERVICE,
             Target::Telemetry => &stride_telemetry::SERVICE,
+            Target::Gamification => &stride_gamification::SERVICE,
         }
     }
 }
@@ -165,7 +173,7 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("telemetrie"), "{message}");
         assert!(
-            message.contains("all, identity, training, telemetry"),
+            message.contains("all, identity, training, telemetry, gamification"),
             "{message}"
         );
         assert!("".parse::<Targets>().is_err());

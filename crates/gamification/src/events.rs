@@ -1,0 +1,336 @@
+//! Points from training events, exactly once each (the platform's idempotent consumer), and
+//! profile projections from identity events.
+//!
+//! A finished workout earns points under the daily cap of its local day; a change of sport or
+//! totals corrects what it earned with a compensating ledger entry; a deleted workout's points
+//! are taken back by another entry. History is never edited. Leaderboards are refreshed after
+//! the commit, with absolute values.
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use sqlx::{PgConnection, PgPool};
+use stride_events::{
+    Envelope,
+    identity::{UserDeleted, UserRegistered, UserUpdated},
+    training::{ActivityDeleted, ActivityFinished, ActivitySnapshot, ActivityUpdated},
+};
+use stride_platform::{cache::Redis, consumer::EventHandler};
+use uuid::Uuid;
+
+use crate::{
+    leaderboards::{self, Board},
+    rules,
+};
+
+/// The gamification consumer.
+#[derive(Debug, Clone)]
+pub struct Points {
+    /// For leaderboard refreshes after commit.
+    pub db: PgPool,
+    /// Leaderboards.
+    pub redis: Redis,
+}
+
+async fn local_day(
+    connection: &mut PgConnection,
+    user: Uuid,
+    at: DateTime<Utc>,
+) -> anyhow::Result<chrono::NaiveDate> {
+    let zone: Option<String> =
+        sqlx::query_scalar("SELECT time_zone FROM user_zones WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(&mut *connection)
+            .await?;
+    let zone: chrono_tz::Tz = zone
+        .and_then(|name| name.parse().ok())
+        .unwrap_or(chrono_tz::UTC);
+    Ok(at.with_timezone(&zone).date_naive())
+}
+
+async fn entry(
+    connection: &mut PgConnection,
+    user: Uuid,
+    amount: i64,
+    reason: &str,
+    activity: Uuid,
+) -> anyhow::Result<()> {
+    if amount == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO ledger (id, user_id, amount, reason, activity_id) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(user)
+    .bind(amount)
+    .bind(reason)
+    .bind(activity)
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query(
+        "INSERT INTO balances (user_id, balance) VALUES ($1, $2)
+         ON CONFLICT (user_id) DO UPDATE SET balance = balances.balance + $2",
+    )
+    .bind(user)
+    .bind(amount)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+struct Counted {
+    points: i64,
+}
+
+/// Records what `activity` counts for and returns its points, under the cap of its day given
+/// the day's other workouts.
+async fn count(
+    connection: &mut PgConnection,
+    activity: &ActivitySnapshot,
+) -> anyhow::Result<Option<Counted>> {
+    let Some(start) = activity.start_time else {
+        return Ok(None);
+    };
+    let summary = &activity.summary;
+    let moving = summary
+        .moving_time_s
+        .or(summary.elapsed_time_s)
+        .unwrap_or(0.0);
+    let distance = summary.distance_m.unwrap_or(0.0);
+    let day = local_day(connection, activity.owner_id, start).await?;
+    let others: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(points), 0)::bigint FROM activity_points
+         WHERE user_id = $1 AND local_day = $2 AND activity_id <> $3",
+    )
+    .bind(activity.owner_id)
+    .bind(day)
+    .bind(activity.activity_id)
+    .fetch_one(&mut *connection)
+    .await?;
+    let points = rules::capped(rules::raw_points(&activity.sport, moving, distance), others);
+    sqlx::query(
+        "INSERT INTO activity_points (activity_id, user_id, sport, local_day, start_time,
+            distance_m, moving_time_s, elevation_gain_m, points)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (activity_id) DO UPDATE SET sport = $3, local_day = $4, start_time = $5,
+            distance_m = $6, moving_time_s = $7, elevation_gain_m = $8, points = $9",
+    )
+    .bind(activity.activity_id)
+    .bind(activity.owner_id)
+    .bind(&activity.sport)
+    .bind(day)
+    .bind(start)
+    .bind(distance)
+    .bind(moving)
+    .bind(summary.elevation_gain_m.unwrap_or(0.0))
+    .bind(points)
+    .execute(&mut *connection)
+    .await?;
+    Ok(Some(Counted { points }))
+}
+
+async fn is_deleted(connection: &mut PgConnection, activity: Uuid) -> anyhow::Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM deleted_activities WHERE activity_id = $1)",
+    )
+    .bind(activity)
+    .fetch_one(&mut *connection)
+    .await?)
+}
+
+async fn counted_points(
+    connection: &mut PgConnection,
+    activity: Uuid,
+) -> anyhow::Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT points FROM activity_points WHERE activity_id = $1")
+            .bind(activity)
+            .fetch_optional(&mut *connection)
+            .await?,
+    )
+}
+
+impl Points {
+    async fn apply(&self, connection: &mut PgConnection, event: &Envelope) -> anyhow::Result<()> {
+        if event.is::<ActivityFinished>() {
+            let finished: ActivityFinished = event.decode()?;
+            let activity = finished.activity;
+            // Already counted (an update arrived first) or deleted: nothing to do.
+            if counted_points(connection, activity.activity_id)
+                .await?
+                .is_some()
+                || is_deleted(connection, activity.activity_id).await?
+            {
+                return Ok(());
+            }
+            if let Some(counted) = count(connection, &activity).await? {
+                let km = activity.summary.distance_m.unwrap_or(0.0) / 1000.0;
+                let reason = format!("workout: {} {km:.1} km", activity.sport);
+                entry(
+                    connection,
+                    activity.owner_id,
+                    counted.points,
+                    &reason,
+                    activity.activity_id,
+                )
+                .await?;
+            }
+        } else if event.is::<ActivityUpdated>() {
+            let updated: ActivityUpdated = event.decode()?;
+            let activity = updated.activity;
+            if is_deleted(connection, activity.activity_id).await? {
+                return Ok(());
+            }
+            // Updates are only published for finished workouts: one that arrives before the
+            // finish counts the workout as it is now, and the late finish changes nothing.
+            let before = counted_points(connection, activity.activity_id).await?;
+            if let Some(counted) = count(connection, &activity).await? {
+                let (amount, reason) = match before {
+                    Some(before) => (
+                        counted.points - before,
+                        "correction: the workout changed".to_owned(),
+                    ),
+                    None => (counted.points, format!("workout: {}", activity.sport)),
+                };
+                entry(
+                    connection,
+                    activity.owner_id,
+                    amount,
+                    &reason,
+                    activity.activity_id,
+                )
+                .await?;
+            }
+        } else if event.is::<ActivityDeleted>() {
+            let deleted: ActivityDeleted = event.decode()?;
+            let activity = deleted.activity;
+            if let Some(points) = counted_points(connection, activity.activity_id).await? {
+                entry(
+                    connection,
+                    activity.owner_id,
+                    -points,
+                    "correction: the workout was deleted",
+                    activity.activity_id,
+                )
+                .await?;
+                sqlx::query("DELETE FROM activity_points WHERE activity_id = $1")
+                    .bind(activity.activity_id)
+                    .execute(&mut *connection)
+                    .await?;
+            }
+            sqlx::query(
+                "INSERT INTO deleted_activities (activity_id, user_id) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(activity.activity_id)
+            .bind(activity.owner_id)
+            .execute(&mut *connection)
+            .await?;
+        } else if event.is::<UserRegistered>() {
+            let user: UserRegistered = event.decode()?;
+            upsert_zone(
+                connection,
+                user.user_id,
+                &user.time_zone,
+                &user.display_name,
+            )
+            .await?;
+        } else if event.is::<UserUpdated>() {
+            let user: UserUpdated = event.decode()?;
+            upsert_zone(
+                connection,
+                user.user_id,
+                &user.time_zone,
+                &user.display_name,
+            )
+            .await?;
+        } else if event.is::<UserDeleted>() {
+            let user: UserDeleted = event.decode()?;
+            for table in [
+                "ledger",
+                "balances",
+                "activity_points",
+                "user_zones",
+                "redemptions",
+                "deleted_activities",
+            ] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                    .bind(user.user_id)
+                    .execute(&mut *connection)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn refresh_boards(&self, event: &Envelope) -> anyhow::Result<()> {
+        let (user, boards) = if event.is::<ActivityFinished>() {
+            let a = event.decode::<ActivityFinished>()?.activity;
+            (
+                a.owner_id,
+                a.start_time
+                    .map(|at| Board::affected(&a.sport, at))
+                    .unwrap_or_default(),
+            )
+        } else if event.is::<ActivityUpdated>() {
+            let e = event.decode::<ActivityUpdated>()?;
+            let mut boards = Vec::new();
+            for a in [&e.previous, &e.activity] {
+                if let Some(at) = a.start_time {
+                    boards.extend(Board::affected(&a.sport, at));
+                }
+            }
+            (e.activity.owner_id, boards)
+        } else if event.is::<ActivityDeleted>() {
+            let a = event.decode::<ActivityDeleted>()?.activity;
+            (
+                a.owner_id,
+                a.start_time
+                    .map(|at| Board::affected(&a.sport, at))
+                    .unwrap_or_default(),
+            )
+        } else if event.is::<UserDeleted>() {
+            return leaderboards::forget(&self.redis, event.decode::<UserDeleted>()?.user_id).await;
+        } else {
+            return Ok(());
+        };
+        leaderboards::refresh(&self.db, &self.redis, user, &boards).await
+    }
+}
+
+async fn upsert_zone(
+    connection: &mut PgConnection,
+    user: Uuid,
+    zone: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO user_zones (user_id, time_zone, display_name) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id) DO UPDATE SET time_zone = $2, display_name = $3",
+    )
+    .bind(user)
+    .bind(zone)
+    .bind(name)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+impl EventHandler for Points {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.apply(connection, event))
+    }
+
+    fn after_commit<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(error) = self.refresh_boards(event).await {
+                // The boards are rebuilt from the ledger when Redis lost them.
+                tracing::warn!(error = format!("{error:#}"), "leaderboard refresh failed");
+            }
+        })
+    }
+}
