@@ -9,7 +9,9 @@
 //! - [`Envelope`]: the JSON document on the wire.
 //! - [`identity`]: events published by the identity service.
 //! - [`training`]: events published by the training service.
+//! - [`gamification`]: events published by the gamification service.
 
+pub mod gamification;
 pub mod identity;
 pub mod training;
 

@@ -11,13 +11,15 @@ use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use stride_events::{
     Envelope,
+    gamification::{AchievementUnlocked, PointsAwarded},
     identity::{UserDeleted, UserRegistered, UserUpdated},
     training::{ActivityDeleted, ActivityFinished, ActivitySnapshot, ActivityUpdated},
 };
-use stride_platform::{cache::Redis, consumer::EventHandler};
+use stride_platform::{cache::Redis, consumer::EventHandler, outbox};
 use uuid::Uuid;
 
 use crate::{
+    NAME, achievements,
     leaderboards::{self, Board},
     rules,
 };
@@ -31,11 +33,12 @@ pub struct Points {
     pub redis: Redis,
 }
 
-async fn local_day(
+/// The local day and hour of `at` in the user's time zone (UTC when unknown).
+async fn local_time(
     connection: &mut PgConnection,
     user: Uuid,
     at: DateTime<Utc>,
-) -> anyhow::Result<chrono::NaiveDate> {
+) -> anyhow::Result<(chrono::NaiveDate, u32)> {
     let zone: Option<String> =
         sqlx::query_scalar("SELECT time_zone FROM user_zones WHERE user_id = $1")
             .bind(user)
@@ -44,7 +47,8 @@ async fn local_day(
     let zone: chrono_tz::Tz = zone
         .and_then(|name| name.parse().ok())
         .unwrap_or(chrono_tz::UTC);
-    Ok(at.with_timezone(&zone).date_naive())
+    let local = at.with_timezone(&zone);
+    Ok((local.date_naive(), chrono::Timelike::hour(&local)))
 }
 
 async fn entry(
@@ -52,7 +56,7 @@ async fn entry(
     user: Uuid,
     amount: i64,
     reason: &str,
-    activity: Uuid,
+    activity_id: Option<Uuid>,
 ) -> anyhow::Result<()> {
     if amount == 0 {
         return Ok(());
@@ -64,7 +68,7 @@ async fn entry(
     .bind(user)
     .bind(amount)
     .bind(reason)
-    .bind(activity)
+    .bind(activity_id)
     .execute(&mut *connection)
     .await?;
     sqlx::query(
@@ -75,6 +79,158 @@ async fn entry(
     .bind(amount)
     .execute(&mut *connection)
     .await?;
+    if amount > 0 {
+        let event = Envelope::new(
+            NAME,
+            user.to_string(),
+            &PointsAwarded {
+                user_id: user,
+                amount,
+                reason: reason.to_owned(),
+                activity_id,
+            },
+        )?;
+        outbox::enqueue(connection, &event).await?;
+    }
+    Ok(())
+}
+
+/// Unlocks every achievement the user now meets and has not unlocked; never takes one back.
+async fn unlock_achievements(
+    connection: &mut PgConnection,
+    user: Uuid,
+    activity: Uuid,
+) -> anyhow::Result<()> {
+    let stats = achievements::stats(connection, user).await?;
+    for achievement in achievements::CATALOGUE {
+        if achievements::met(achievement.rule, &stats) {
+            unlock(
+                connection,
+                user,
+                achievement.id,
+                achievement.name,
+                Some(activity),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn unlock(
+    connection: &mut PgConnection,
+    user: Uuid,
+    id: &str,
+    name: &str,
+    activity: Option<Uuid>,
+) -> anyhow::Result<()> {
+    let unlocked_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "INSERT INTO achievements_unlocked (user_id, achievement_id, activity_id)
+         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING unlocked_at",
+    )
+    .bind(user)
+    .bind(id)
+    .bind(activity)
+    .fetch_optional(&mut *connection)
+    .await?;
+    if let Some(unlocked_at) = unlocked_at {
+        let event = Envelope::new(
+            NAME,
+            user.to_string(),
+            &AchievementUnlocked {
+                user_id: user,
+                achievement_id: id.to_owned(),
+                name: name.to_owned(),
+                unlocked_at,
+                activity_id: activity,
+            },
+        )?;
+        outbox::enqueue(connection, &event).await?;
+    }
+    Ok(())
+}
+
+/// A joined challenge not completed yet.
+#[derive(sqlx::FromRow)]
+struct OpenChallenge {
+    id: Uuid,
+    name: String,
+    metric: String,
+    sport: Option<String>,
+    target: f64,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    reward_points: i64,
+}
+
+/// Completes the user's joined challenges that this workout (inside their window) takes
+/// over the target: reward points and an achievement, once.
+async fn complete_challenges(
+    connection: &mut PgConnection,
+    activity: &ActivitySnapshot,
+) -> anyhow::Result<()> {
+    let Some(start) = activity.start_time else {
+        return Ok(());
+    };
+    let open: Vec<OpenChallenge> = sqlx::query_as(
+        "SELECT c.id, c.name, c.metric, c.sport, c.target, c.starts_at, c.ends_at,
+                    c.reward_points
+             FROM challenges c JOIN challenge_participants p ON p.challenge_id = c.id
+             WHERE p.user_id = $1 AND p.completed_at IS NULL
+               AND c.starts_at <= $2 AND $2 < c.ends_at",
+    )
+    .bind(activity.owner_id)
+    .bind(start)
+    .fetch_all(&mut *connection)
+    .await?;
+    for OpenChallenge {
+        id,
+        name,
+        metric,
+        sport,
+        target,
+        starts_at: from,
+        ends_at: to,
+        reward_points: reward,
+    } in open
+    {
+        let progress = crate::challenges::progress(
+            connection,
+            activity.owner_id,
+            &metric,
+            sport.as_deref(),
+            from,
+            to,
+        )
+        .await?;
+        if progress < target {
+            continue;
+        }
+        sqlx::query(
+            "UPDATE challenge_participants SET completed_at = now()
+             WHERE challenge_id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(activity.owner_id)
+        .execute(&mut *connection)
+        .await?;
+        entry(
+            connection,
+            activity.owner_id,
+            reward,
+            &format!("challenge completed: {name}"),
+            Some(activity.activity_id),
+        )
+        .await?;
+        unlock(
+            connection,
+            activity.owner_id,
+            &format!("challenge-{id}"),
+            &name,
+            Some(activity.activity_id),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -97,7 +253,7 @@ async fn count(
         .or(summary.elapsed_time_s)
         .unwrap_or(0.0);
     let distance = summary.distance_m.unwrap_or(0.0);
-    let day = local_day(connection, activity.owner_id, start).await?;
+    let (day, hour) = local_time(connection, activity.owner_id, start).await?;
     let others: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(points), 0)::bigint FROM activity_points
          WHERE user_id = $1 AND local_day = $2 AND activity_id <> $3",
@@ -110,10 +266,11 @@ async fn count(
     let points = rules::capped(rules::raw_points(&activity.sport, moving, distance), others);
     sqlx::query(
         "INSERT INTO activity_points (activity_id, user_id, sport, local_day, start_time,
-            distance_m, moving_time_s, elevation_gain_m, points)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            distance_m, moving_time_s, elevation_gain_m, points, local_hour)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (activity_id) DO UPDATE SET sport = $3, local_day = $4, start_time = $5,
-            distance_m = $6, moving_time_s = $7, elevation_gain_m = $8, points = $9",
+            distance_m = $6, moving_time_s = $7, elevation_gain_m = $8, points = $9,
+            local_hour = $10",
     )
     .bind(activity.activity_id)
     .bind(activity.owner_id)
@@ -124,6 +281,7 @@ async fn count(
     .bind(moving)
     .bind(summary.elevation_gain_m.unwrap_or(0.0))
     .bind(points)
+    .bind(i32::try_from(hour).unwrap_or(12))
     .execute(&mut *connection)
     .await?;
     Ok(Some(Counted { points }))
@@ -171,9 +329,11 @@ impl Points {
                     activity.owner_id,
                     counted.points,
                     &reason,
-                    activity.activity_id,
+                    Some(activity.activity_id),
                 )
                 .await?;
+                unlock_achievements(connection, activity.owner_id, activity.activity_id).await?;
+                complete_challenges(connection, &activity).await?;
             }
         } else if event.is::<ActivityUpdated>() {
             let updated: ActivityUpdated = event.decode()?;
@@ -197,9 +357,11 @@ impl Points {
                     activity.owner_id,
                     amount,
                     &reason,
-                    activity.activity_id,
+                    Some(activity.activity_id),
                 )
                 .await?;
+                unlock_achievements(connection, activity.owner_id, activity.activity_id).await?;
+                complete_challenges(connection, &activity).await?;
             }
         } else if event.is::<ActivityDeleted>() {
             let deleted: ActivityDeleted = event.decode()?;
@@ -210,7 +372,7 @@ impl Points {
                     activity.owner_id,
                     -points,
                     "correction: the workout was deleted",
-                    activity.activity_id,
+                    Some(activity.activity_id),
                 )
                 .await?;
                 sqlx::query("DELETE FROM activity_points WHERE activity_id = $1")
@@ -253,6 +415,8 @@ impl Points {
                 "user_zones",
                 "redemptions",
                 "deleted_activities",
+                "achievements_unlocked",
+                "challenge_participants",
             ] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                     .bind(user.user_id)

@@ -4,11 +4,18 @@
 //! - [`rules`]: the points rules and the daily cap (pure);
 //! - [`events`]: the consumer of `training.*` and `identity.*` events (exactly once each);
 //! - [`leaderboards`]: Redis sorted sets rebuilt from PostgreSQL whenever Redis lost them;
-//! - [`http`]: `/v1/me/points`, `/v1/me/points/redemptions`, `/v1/leaderboards/{metric}`.
+//! - [`achievements`]: the declarative catalogue and its evaluation;
+//! - [`challenges`]: time-boxed goals and their progress;
+//! - [`http`]: `/v1/me/points`, `/v1/me/points/redemptions`, `/v1/leaderboards/{metric}`,
+//!   `/v1/achievements`, `/v1/users/{id}/achievements`, `/v1/challenges`.
+//!
+//! Publishes `gamification.points_awarded.v1` and `gamification.achievement_unlocked.v1`.
 //!
 //! The append-only `ledger` in PostgreSQL is the source of truth; `balances` is kept with it
 //! in the same transaction.
 
+pub mod achievements;
+pub mod challenges;
 pub mod events;
 pub mod http;
 pub mod leaderboards;
@@ -18,6 +25,7 @@ use sqlx::PgPool;
 use stride_platform::{
     cache::Redis,
     consumer::Consumer,
+    outbox::Relay,
     service::{Context, Service, ServiceSpec, Worker},
 };
 
@@ -46,6 +54,7 @@ async fn build(context: Context) -> anyhow::Result<Service> {
         db: context.db.clone(),
         redis: context.redis.clone(),
     };
+    let relay = Relay::new(context.db.clone(), context.broker.clone());
     let consumer = Consumer::new(
         NAME,
         context.db.clone(),
@@ -59,9 +68,10 @@ async fn build(context: Context) -> anyhow::Result<Service> {
         name: NAME,
         router: http::router(state),
         grpc: None,
-        workers: vec![Worker::new("gamification-consumer", move |token| {
-            consumer.run(token)
-        })],
+        workers: vec![
+            Worker::new("gamification-outbox-relay", move |token| relay.run(token)),
+            Worker::new("gamification-consumer", move |token| consumer.run(token)),
+        ],
         db: context.db,
     })
 }

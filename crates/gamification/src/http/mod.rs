@@ -1,5 +1,7 @@
 //! The gamification REST API.
 
+mod achievements;
+mod challenges;
 mod leaderboards;
 mod points;
 
@@ -12,5 +14,7 @@ pub fn router(state: Gamification) -> OpenApiRouter {
     OpenApiRouter::new()
         .merge(points::router())
         .merge(leaderboards::router())
+        .merge(achievements::router())
+        .merge(challenges::router())
         .with_state(state)
 }

@@ -1,0 +1,316 @@
+//! The achievement catalogue, declared in one place, and its evaluation.
+//!
+//! Each achievement is a rule over a user's counted workouts ([`Stats`]); it is evaluated
+//! whenever a workout is counted, unlocked once (`achievements_unlocked` has one row per
+//! user and achievement) and never taken back, even if the workout is later deleted.
+
+use std::collections::HashMap;
+
+use chrono::{Duration, NaiveDate};
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// What an achievement asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rule {
+    /// At least this many workouts.
+    Workouts(u32),
+    /// This many metres in total, of one sport family or of all sports.
+    Distance {
+        /// `None` for every sport; otherwise the sports that count.
+        sports: Option<&'static [&'static str]>,
+        /// Metres.
+        metres: f64,
+    },
+    /// This many metres climbed in total.
+    Elevation(f64),
+    /// Workouts on this many consecutive days (in the user's time zone).
+    Streak(u32),
+    /// A workout that starts before this local hour.
+    EarlyStart(u32),
+    /// One workout with at least this many moving seconds.
+    LongWorkout(f64),
+}
+
+/// One achievement of the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct Achievement {
+    /// Stable id.
+    pub id: &'static str,
+    /// Name.
+    pub name: &'static str,
+    /// What it takes, for a person.
+    pub description: &'static str,
+    /// The rule.
+    pub rule: Rule,
+}
+
+const RUNS: &[&str] = &["run", "trail_run"];
+const RIDES: &[&str] = &["ride", "mountain_bike", "indoor_ride"];
+
+/// The catalogue.
+pub const CATALOGUE: &[Achievement] = &[
+    Achievement {
+        id: "first-workout",
+        name: "First Steps",
+        description: "Finish your first workout",
+        rule: Rule::Workouts(1),
+    },
+    Achievement {
+        id: "ten-workouts",
+        name: "Habit Forming",
+        description: "Finish ten workouts",
+        rule: Rule::Workouts(10),
+    },
+    Achievement {
+        id: "run-100k",
+        name: "Hundred on Foot",
+        description: "Run 100 km in total",
+        rule: Rule::Distance {
+            sports: Some(RUNS),
+            metres: 100_000.0,
+        },
+    },
+    Achievement {
+        id: "run-marathon-distance",
+        name: "Marathon in Pieces",
+        description: "Run 42.195 km in total",
+        rule: Rule::Distance {
+            sports: Some(RUNS),
+            metres: 42_195.0,
+        },
+    },
+    Achievement {
+        id: "ride-1000k",
+        name: "Thousand on Wheels",
+        description: "Ride 1,000 km in total",
+        rule: Rule::Distance {
+            sports: Some(RIDES),
+            metres: 1_000_000.0,
+        },
+    },
+    Achievement {
+        id: "everest",
+        name: "Everest",
+        description: "Climb 8,848 m in total",
+        rule: Rule::Elevation(8_848.0),
+    },
+    Achievement {
+        id: "streak-7",
+        name: "Week Streak",
+        description: "Work out seven days in a row",
+        rule: Rule::Streak(7),
+    },
+    Achievement {
+        id: "streak-30",
+        name: "Month Streak",
+        description: "Work out thirty days in a row",
+        rule: Rule::Streak(30),
+    },
+    Achievement {
+        id: "early-bird",
+        name: "Early Bird",
+        description: "Start a workout before 7 in the morning",
+        rule: Rule::EarlyStart(7),
+    },
+    Achievement {
+        id: "long-haul",
+        name: "Long Haul",
+        description: "One workout of three hours in motion",
+        rule: Rule::LongWorkout(3.0 * 3600.0),
+    },
+];
+
+/// What the rules look at.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Counted workouts.
+    pub workouts: u32,
+    /// Metres by sport.
+    pub distance_by_sport: HashMap<String, f64>,
+    /// Metres climbed.
+    pub elevation_m: f64,
+    /// The longest run of consecutive days with a workout, ending on the latest such day.
+    pub current_streak: u32,
+    /// The earliest local start hour of any workout.
+    pub earliest_hour: Option<u32>,
+    /// The longest moving time of one workout.
+    pub longest_moving_s: f64,
+}
+
+/// Progress towards a rule: (current, target).
+pub fn progress(rule: Rule, stats: &Stats) -> (f64, f64) {
+    match rule {
+        Rule::Workouts(target) => (f64::from(stats.workouts), f64::from(target)),
+        Rule::Distance { sports, metres } => {
+            let current = stats
+                .distance_by_sport
+                .iter()
+                .filter(|(sport, _)| sports.is_none_or(|list| list.contains(&sport.as_str())))
+                .map(|(_, metres)| metres)
+                .sum();
+            (current, metres)
+        }
+        Rule::Elevation(metres) => (stats.elevation_m, metres),
+        Rule::Streak(days) => (f64::from(stats.current_streak), f64::from(days)),
+        Rule::EarlyStart(hour) => (
+            if stats.earliest_hour.is_some_and(|earliest| earliest < hour) {
+                1.0
+            } else {
+                0.0
+            },
+            1.0,
+        ),
+        Rule::LongWorkout(seconds) => (stats.longest_moving_s.min(seconds), seconds),
+    }
+}
+
+/// Whether a rule is met.
+pub fn met(rule: Rule, stats: &Stats) -> bool {
+    let (current, target) = progress(rule, stats);
+    current >= target
+}
+
+/// Consecutive days ending at the latest of `days` (any order, repeats allowed).
+pub fn streak(days: &[NaiveDate]) -> u32 {
+    let mut sorted: Vec<NaiveDate> = days.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let Some(mut expected) = sorted.last().copied() else {
+        return 0;
+    };
+    let mut count = 0;
+    for day in sorted.iter().rev() {
+        if *day != expected {
+            break;
+        }
+        count += 1;
+        expected -= Duration::days(1);
+    }
+    count
+}
+
+/// A user's stats from the counted workouts.
+pub async fn stats(connection: &mut PgConnection, user: Uuid) -> sqlx::Result<Stats> {
+    let rows: Vec<(String, f64, f64, f64, NaiveDate, i32)> = sqlx::query_as(
+        "SELECT sport, distance_m, elevation_gain_m, moving_time_s, local_day, local_hour
+         FROM activity_points WHERE user_id = $1",
+    )
+    .bind(user)
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut stats = Stats::default();
+    let mut days = Vec::with_capacity(rows.len());
+    for (sport, distance, elevation, moving, day, hour) in rows {
+        stats.workouts += 1;
+        *stats.distance_by_sport.entry(sport).or_default() += distance;
+        stats.elevation_m += elevation;
+        stats.longest_moving_s = stats.longest_moving_s.max(moving);
+        let hour = u32::try_from(hour).unwrap_or(12);
+        stats.earliest_hour = Some(
+            stats
+                .earliest_hour
+                .map_or(hour, |earliest| earliest.min(hour)),
+        );
+        days.push(day);
+    }
+    stats.current_streak = streak(&days);
+    Ok(stats)
+}
+
+/// A catalogue entry with the caller's progress.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Progress {
+    /// Stable id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// What it takes.
+    pub description: String,
+    /// When it was unlocked, if it was.
+    pub unlocked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// How far along (in the rule's unit: workouts, metres, days, seconds).
+    pub current: f64,
+    /// What it takes, in the same unit.
+    pub target: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().expect("date")
+    }
+
+    #[test]
+    fn a_streak_counts_back_from_the_latest_day_and_stops_at_a_gap() {
+        let days = [
+            day("2026-11-20"),
+            day("2026-11-22"),
+            day("2026-11-23"),
+            day("2026-11-24"),
+            day("2026-11-24"),
+        ];
+        assert_eq!(streak(&days), 3);
+        assert_eq!(streak(&[]), 0);
+    }
+
+    #[test]
+    fn everest_needs_8848_metres_climbed() {
+        let mut stats = Stats {
+            elevation_m: 8_847.0,
+            ..Stats::default()
+        };
+        assert!(!met(Rule::Elevation(8_848.0), &stats));
+        stats.elevation_m = 8_848.0;
+        assert!(met(Rule::Elevation(8_848.0), &stats));
+    }
+
+    #[test]
+    fn distance_rules_count_only_their_sports() {
+        let mut stats = Stats::default();
+        stats.distance_by_sport.insert("ride".into(), 120_000.0);
+        stats.distance_by_sport.insert("trail_run".into(), 30_000.0);
+        let (runs, _) = progress(
+            Rule::Distance {
+                sports: Some(RUNS),
+                metres: 100_000.0,
+            },
+            &stats,
+        );
+        assert_eq!(runs, 30_000.0);
+        let (all, _) = progress(
+            Rule::Distance {
+                sports: None,
+                metres: 1.0,
+            },
+            &stats,
+        );
+        assert_eq!(all, 150_000.0);
+    }
+
+    #[test]
+    fn catalogue_ids_are_unique() {
+        let mut ids: Vec<&str> = CATALOGUE.iter().map(|a| a.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), CATALOGUE.len());
+    }
+
+    proptest! {
+        #[test]
+        fn a_streak_is_at_most_the_number_of_distinct_days(offsets in proptest::collection::vec(0i64..60, 0..40)) {
+            let base = day("2026-01-01");
+            let days: Vec<NaiveDate> = offsets.iter().map(|o| base + Duration::days(*o)).collect();
+            let mut distinct = days.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let length = streak(&days);
+            prop_assert!(length as usize <= distinct.len());
+            prop_assert_eq!(length == 0, days.is_empty());
+        }
+    }
+}
