@@ -139,6 +139,23 @@ pub fn decode_cursor<T: for<'de> Deserialize<'de>>(cursor: &str) -> Result<T, Ap
     serde_json::from_slice(&bytes).map_err(|_| invalid())
 }
 
+/// The request's `Idempotency-Key`, checked: printable ASCII, 1 to 255 characters.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::validation("Idempotency-Key must be printable ASCII"))?
+        .trim();
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::validation(
+            "Idempotency-Key must have 1 to 255 characters",
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
 /// For PATCH bodies: distinguishes an absent field (`None`) from an explicit `null`
 /// (`Some(None)`). Use with `#[serde(default, deserialize_with = "double_option")]`.
 pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>

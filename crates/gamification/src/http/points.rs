@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use stride_platform::{
     auth::AuthUser,
     error::{ApiError, ErrorCode, Problem, is_constraint_violation},
-    http::{Json, PageParams, Query, encode_cursor},
+    http::{Json, PageParams, Query, encode_cursor, idempotency_key},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -153,22 +153,7 @@ async fn redeem(
     if reason.is_empty() || reason.chars().count() > 200 {
         return Err(ApiError::validation("reason must have 1 to 200 characters"));
     }
-    let key = match headers.get("idempotency-key") {
-        Some(value) => {
-            let key = value
-                .to_str()
-                .map_err(|_| ApiError::validation("Idempotency-Key must be printable ASCII"))?
-                .trim()
-                .to_owned();
-            if key.is_empty() || key.len() > 255 {
-                return Err(ApiError::validation(
-                    "Idempotency-Key must have 1 to 255 characters",
-                ));
-            }
-            Some(key)
-        }
-        None => None,
-    };
+    let key = idempotency_key(&headers)?;
     let request_hash = Sha256::digest(format!("{}\n{reason}", request.amount)).to_vec();
     if let Some(key) = &key
         && let Some(replay) = replay(&gamification, user.user_id, key, &request_hash).await?

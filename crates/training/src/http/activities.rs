@@ -18,7 +18,7 @@ use stride_events::{
 use stride_platform::{
     auth::AuthUser,
     error::{ApiError, Problem, is_constraint_violation},
-    http::{Json, PageParams, Path, Query, double_option, encode_cursor},
+    http::{Json, PageParams, Path, Query, double_option, encode_cursor, idempotency_key},
     outbox,
 };
 use stride_proto::identity::v1::GetProfilesRequest;
@@ -158,22 +158,6 @@ async fn owner_profile(training: &Training, owner: Uuid) -> Owner {
 /// The visibility the owner gives new activities (private when unknown).
 pub(crate) async fn owner_visibility(training: &Training, owner: Uuid) -> Visibility {
     owner_profile(training, owner).await.visibility
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value
-        .to_str()
-        .map_err(|_| ApiError::validation("Idempotency-Key must be printable ASCII"))?
-        .trim();
-    if key.is_empty() || key.len() > 255 {
-        return Err(ApiError::validation(
-            "Idempotency-Key must have 1 to 255 characters",
-        ));
-    }
-    Ok(Some(key.to_owned()))
 }
 
 /// A validated creation.
