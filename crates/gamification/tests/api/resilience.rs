@@ -185,6 +185,22 @@ async fn events_delivered_twice_and_out_of_order_count_once() {
         .await
         .expect("json");
     assert_eq!(again["balance"], 258);
+    // The leaderboards count each workout once too: 10 + 5 (the walk) + 2 + 2 + 2 km, the
+    // deleted ones not at all.
+    let board: Value = app
+        .get_authed("/v1/leaderboards/distance", token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(board["entries"][0]["score"], 21_000.0, "{board}");
+    let points_board: Value = app
+        .get_authed("/v1/leaderboards/points", token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(points_board["entries"][0]["score"], 258.0, "{points_board}");
 }
 
 #[tokio::test]
