@@ -22,15 +22,18 @@ pub enum Target {
     Telemetry,
     /// Points, redemptions, leaderboards.
     Gamification,
+    /// Gear, wear, the partner catalog.
+    Inventory,
 }
 
 impl Target {
     /// Every target, in start order.
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 5] = [
         Target::Identity,
         Target::Training,
         Target::Telemetry,
         Target::Gamification,
+        Target::Inventory,
     ];
 
     /// The target's name on the command line.
@@ -45,6 +48,7 @@ impl Target {
             Target::Training => &stride_training::SERVICE,
             Target::Telemetry => &stride_telemetry::SERVICE,
             Target::Gamification => &stride_gamification::SERVICE,
+            Target::Inventory => &stride_inventory::SERVICE,
         }
     }
 }
@@ -173,7 +177,7 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("telemetrie"), "{message}");
         assert!(
-            message.contains("all, identity, training, telemetry, gamification"),
+            message.contains("all, identity, training, telemetry, gamification, inventory"),
             "{message}"
         );
         assert!("".parse::<Targets>().is_err());

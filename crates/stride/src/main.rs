@@ -28,7 +28,8 @@ enum Command {
     /// Runs services: all of them in one process (the default) or the given ones, on one HTTP
     /// and one gRPC port. Migrates their databases first. Stops gracefully on SIGINT/SIGTERM.
     Serve {
-        /// `all`, or a comma-separated list of services (valid names: identity, training, telemetry, gamification).
+        /// `all`, or a comma-separated list of services (valid names: identity, training,
+        /// telemetry, gamification, inventory).
         #[arg(
             long,
             env = "STRIDE_TARGETS",
