@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "identity/v1/identity.proto",
         "training/v1/training.proto",
         "telemetry/v1/telemetry.proto",
+        "inventory/v1/inventory.proto",
     ]
     .map(|file| root.join(file));
     for file in &files {

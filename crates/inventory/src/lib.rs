@@ -21,6 +21,7 @@
 
 pub mod domain;
 pub mod events;
+pub mod grpc;
 pub mod http;
 pub mod store;
 
@@ -63,8 +64,8 @@ async fn build(context: Context) -> anyhow::Result<Service> {
     );
     Ok(Service {
         name: NAME,
-        router: http::router(state),
-        grpc: None,
+        router: http::router(state.clone()),
+        grpc: Some(grpc::routes(state)),
         workers: vec![
             Worker::new("inventory-outbox-relay", move |token| relay.run(token)),
             Worker::new("inventory-consumer", move |token| consumer.run(token)),

@@ -80,6 +80,9 @@ pub struct Config {
     /// gRPC address of the telemetry service; unset means this process
     /// (`STRIDE_TELEMETRY_GRPC_URL`).
     pub telemetry_grpc_url: Option<String>,
+    /// gRPC address of the inventory service; unset means this process
+    /// (`STRIDE_INVENTORY_GRPC_URL`).
+    pub inventory_grpc_url: Option<String>,
     /// Telemetry batches a device may send per second (`STRIDE_DEVICE_BATCHES_PER_SECOND`).
     pub device_batches_per_second: u32,
     /// `json` (default) or `pretty` (`STRIDE_LOG_FORMAT`).
@@ -128,6 +131,7 @@ impl Default for Config {
             influx_retention: "INF".into(),
             training_grpc_url: None,
             telemetry_grpc_url: None,
+            inventory_grpc_url: None,
             device_batches_per_second: 20,
             log_format: "json".into(),
             log: "info,sqlx=warn".into(),

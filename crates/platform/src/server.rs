@@ -195,6 +195,7 @@ pub async fn start(mut config: Config, specs: &[&ServiceSpec]) -> anyhow::Result
     for url in [
         &mut config.training_grpc_url,
         &mut config.telemetry_grpc_url,
+        &mut config.inventory_grpc_url,
     ] {
         url.get_or_insert_with(|| format!("http://{}", loopback_if_unspecified(grpc_addr)));
     }

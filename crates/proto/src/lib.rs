@@ -30,3 +30,12 @@ pub mod telemetry {
         tonic::include_proto!("stride.telemetry.v1");
     }
 }
+
+/// Contracts of the inventory service.
+pub mod inventory {
+    /// Version 1 of the inventory contracts.
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("stride.inventory.v1");
+    }
+}

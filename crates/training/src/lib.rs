@@ -35,7 +35,7 @@ use stride_platform::{
 };
 use stride_proto::{
     identity::v1::user_directory_client::UserDirectoryClient,
-    telemetry::v1::streams_client::StreamsClient,
+    inventory::v1::gear_client::GearClient, telemetry::v1::streams_client::StreamsClient,
 };
 use tonic::transport::Channel;
 
@@ -58,6 +58,7 @@ pub struct Training {
     pub(crate) db: PgPool,
     pub(crate) identity: UserDirectoryClient<Channel>,
     pub(crate) streams: StreamsClient<Channel>,
+    pub(crate) gear: GearClient<Channel>,
     pub(crate) uploads: Arc<uploads::UploadQueue>,
     #[allow(dead_code)]
     pub(crate) config: Arc<Config>,
@@ -76,6 +77,13 @@ async fn build(context: Context) -> anyhow::Result<Service> {
             .max_decoding_message_size(16 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024),
         uploads: Arc::default(),
+        gear: GearClient::new(grpc_channel(
+            context
+                .config
+                .inventory_grpc_url
+                .as_deref()
+                .context("the inventory gRPC address is not set")?,
+        )?),
         config: context.config.clone(),
     };
     let relay = Relay::new(context.db.clone(), context.broker.clone());

@@ -5,3 +5,4 @@ mod catalog;
 mod gear;
 mod helpers;
 mod wear;
+mod workout_gear;

@@ -21,7 +21,7 @@ use stride_platform::{
     http::{Json, PageParams, Path, Query, double_option, encode_cursor, idempotency_key},
     outbox,
 };
-use stride_proto::identity::v1::GetProfilesRequest;
+use stride_proto::{identity::v1::GetProfilesRequest, inventory::v1::GetGearRequest};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -152,6 +152,36 @@ async fn owner_profile(training: &Training, owner: Uuid) -> Owner {
                 time_zone: None,
             }
         }
+    }
+}
+
+/// Checks that `gear_id` is a gear item of `owner`. Installations without the inventory
+/// service cannot check and accept it.
+async fn check_gear(
+    training: &Training,
+    owner: Uuid,
+    gear_id: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let Some(gear_id) = gear_id else {
+        return Ok(());
+    };
+    let mut gear = training.gear.clone();
+    match gear
+        .get_gear(GetGearRequest {
+            gear_id: gear_id.to_string(),
+        })
+        .await
+    {
+        Ok(info) if info.get_ref().owner_id == owner.to_string() => Ok(()),
+        Ok(_) => Err(ApiError::validation("gear_id is not a gear of yours")),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            Err(ApiError::validation("gear_id is not a gear of yours"))
+        }
+        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(()),
+        Err(status) => Err(ApiError::unavailable(
+            anyhow::anyhow!("inventory: {status}"),
+            2,
+        )),
     }
 }
 
@@ -326,6 +356,7 @@ async fn create_activity(
     }
     let now = Utc::now();
     let new = validate(request, now)?;
+    check_gear(&training, user.user_id, new.gear_id).await?;
     let owner = owner_profile(&training, user.user_id).await;
     let visibility = new.visibility.unwrap_or(owner.visibility);
     let name = new.name.clone().unwrap_or_else(|| {
@@ -612,6 +643,9 @@ async fn patch_activity(
 ) -> Result<Json<Activity>, ApiError> {
     let name = check_text(patch.name, "name", 255)?;
     let description = check_text(patch.description, "description", 10_000)?;
+    if let Some(gear_id) = patch.gear_id {
+        check_gear(&training, user.user_id, gear_id).await?;
+    }
     let mut tx = training.db.begin().await?;
     let current = store::activity_for_update(&mut tx, id)
         .await?
