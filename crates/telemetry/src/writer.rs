@@ -57,7 +57,9 @@ impl Writer {
                 pull::Config {
                     durable_name: Some(DURABLE.to_owned()),
                     ack_policy: AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(60),
+                    // Progress acks keep a long retry alive; a writer that died without a
+                    // word hands its group on after this long.
+                    ack_wait: Duration::from_secs(30),
                     max_ack_pending: 50_000,
                     ..Default::default()
                 },
@@ -146,10 +148,18 @@ impl Writer {
                         "InfluxDB write failed; the batches stay in the buffer"
                     );
                     tokio::select! {
-                        () = shutdown.cancelled() => return false,
+                        () = shutdown.cancelled() => {
+                            // Hand the group back at once rather than after ack_wait, so
+                            // another writer stores it without waiting.
+                            for message in &writable {
+                                message.ack_with(AckKind::Nak(None)).await.ok();
+                            }
+                            return false;
+                        }
                         () = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    // Capped low: InfluxDB coming back should be noticed within a second.
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                     // Keep the broker from redelivering what is being retried.
                     for message in &writable {
                         message.ack_with(AckKind::Progress).await.ok();

@@ -4,7 +4,8 @@
 //! (`t_<id>_<service>`), Redis key prefix and JetStream namespace, against the real servers
 //! named by `STRIDE_TEST_DATABASE_URL`, `STRIDE_TEST_REDIS_URL` and `STRIDE_TEST_NATS_URL`.
 //! [`TestApp`] sends requests and makes accounts; [`assert_problem`] checks problem+json
-//! answers; [`PrivateRedis`] is a redis-server a test may kill and restart.
+//! answers; [`PrivateRedis`], [`PrivateNats`] and [`PrivateInflux`] are servers of the test's
+//! own that it may kill (SIGKILL) and restart on the same port and data folder.
 
 use std::{
     net::TcpListener,
@@ -355,5 +356,227 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A folder of its own under the system's temporary folder, for a private server's data.
+fn private_folder(kind: &str) -> std::path::PathBuf {
+    let folder = std::env::temp_dir().join(format!("stride-{kind}-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&folder).expect("a temporary folder");
+    folder
+}
+
+/// Where a private server's output goes: a log file in its folder, appended across restarts.
+fn log_file(path: &std::path::Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+/// SIGKILLs a server a test started and reaps it.
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut running) = child.take() {
+        // `Child::kill` is SIGKILL on Unix: no shutdown, no final flush.
+        running.kill().ok();
+        running.wait().ok();
+    }
+}
+
+/// Removes a private server's folder, or keeps it (and says where) when the test failed.
+fn remove_folder(folder: &std::path::Path) {
+    if std::thread::panicking() {
+        eprintln!(
+            "the test failed: the private server's data and log stay in {}",
+            folder.display()
+        );
+    } else {
+        std::fs::remove_dir_all(folder).ok();
+    }
+}
+
+/// Panics with the end of the server's log when it exited on its own.
+fn exited_early(child: &mut Option<Child>, name: &str, log: &std::path::Path) {
+    let exited = child
+        .as_mut()
+        .and_then(|running| running.try_wait().ok().flatten());
+    if let Some(status) = exited {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: String = text
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        panic!("private {name} exited ({status}):\n{tail}");
+    }
+}
+
+/// A private nats-server with JetStream on file storage in a folder of its own, which a test
+/// may SIGKILL and restart on the same port with the same store.
+pub struct PrivateNats {
+    pub port: u16,
+    /// The server's folder: `nats.conf`, `nats.log` and the JetStream store `jetstream/`.
+    pub folder: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateNats {
+    pub async fn start() -> Self {
+        let folder = private_folder("nats");
+        let port = free_port();
+        let store = folder.join("jetstream");
+        // nats-server 2.9 has no `sync_interval` (2.10+), so JetStream fsyncs on its own
+        // schedule. Tests SIGKILL the process but never cut power, so they cannot show
+        // writes lost from the page cache.
+        let config =
+            format!("listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: {store:?}\n}}\n");
+        std::fs::write(folder.join("nats.conf"), config).expect("nats.conf written");
+        let mut nats = Self {
+            port,
+            folder,
+            child: None,
+        };
+        nats.restart().await;
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server again on the same port and store (after [`PrivateNats::kill`]) and
+    /// waits until JetStream answers.
+    pub async fn restart(&mut self) {
+        kill_child(&mut self.child);
+        let log = self.folder.join("nats.log");
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(self.folder.join("nats.conf"))
+            .stdout(log_file(&log))
+            .stderr(log_file(&log))
+            .spawn()
+            .expect("nats-server runs");
+        self.child = Some(child);
+        let url = self.url();
+        for _ in 0..200 {
+            exited_early(&mut self.child, "nats-server", &log);
+            // JetStream answers its account-info request once it has recovered its store.
+            let ready = async {
+                let client = async_nats::connect(&url).await.ok()?;
+                let reply = client.request("$JS.API.INFO", "".into()).await.ok()?;
+                let info: Value = serde_json::from_slice(&reply.payload).ok()?;
+                info.get("error").is_none().then_some(())
+            };
+            if let Ok(Some(())) = tokio::time::timeout(Duration::from_secs(2), ready).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("private nats-server did not start; see {}", log.display());
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+        remove_folder(&self.folder);
+    }
+}
+
+/// A private influxd (InfluxDB 1.x) with its data in a folder of its own, which a test may
+/// SIGKILL and restart on the same ports with the same data.
+pub struct PrivateInflux {
+    pub port: u16,
+    /// The server's folder: `influxdb.conf`, `influxd.log` and the data.
+    pub folder: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateInflux {
+    pub async fn start() -> Self {
+        let folder = private_folder("influxdb");
+        let port = free_port();
+        let rpc_port = free_port();
+        let path = |name: &str| folder.join(name).display().to_string();
+        // The keys of dev/lib.sh's stride_ensure_influxdb, on this server's own ports.
+        let config = format!(
+            "reporting-enabled = false\n\
+             bind-address = \"127.0.0.1:{rpc_port}\"\n\
+             [meta]\n  dir = {meta:?}\n\
+             [data]\n  dir = {data:?}\n  wal-dir = {wal:?}\n  index-version = \"tsi1\"\n  \
+             query-log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
+             [continuous_queries]\n  enabled = false\n\
+             [logging]\n  level = \"warn\"\n",
+            meta = path("meta"),
+            data = path("data"),
+            wal = path("wal"),
+        );
+        std::fs::write(folder.join("influxdb.conf"), config).expect("influxdb.conf written");
+        let mut influx = Self {
+            port,
+            folder,
+            child: None,
+        };
+        influx.restart().await;
+        influx
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server again on the same ports and data (after [`PrivateInflux::kill`])
+    /// and waits until `GET /ping` answers 204.
+    pub async fn restart(&mut self) {
+        kill_child(&mut self.child);
+        let log = self.folder.join("influxd.log");
+        let child = Command::new("influxd")
+            .arg("-config")
+            .arg(self.folder.join("influxdb.conf"))
+            .stdout(log_file(&log))
+            .stderr(log_file(&log))
+            .spawn()
+            .expect("influxd runs");
+        self.child = Some(child);
+        let client = reqwest::Client::new();
+        let ping = format!("{}/ping", self.url());
+        for _ in 0..300 {
+            exited_early(&mut self.child, "influxd", &log);
+            let answer = client
+                .get(&ping)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
+            if answer.is_ok_and(|response| response.status() == StatusCode::NO_CONTENT) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("private influxd did not start; see {}", log.display());
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
+
+impl Drop for PrivateInflux {
+    fn drop(&mut self) {
+        self.kill();
+        remove_folder(&self.folder);
     }
 }
