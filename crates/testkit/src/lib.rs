@@ -130,6 +130,57 @@ pub struct Account {
 }
 
 impl TestApp {
+    /// Every event of `event_type` in the EVENTS stream once there are at least `count`
+    /// (waits up to 10 s for the relays).
+    pub async fn events(&self, event_type: &str, count: usize) -> Vec<stride_events::Envelope> {
+        let client = async_nats::connect(&self.config.nats_url)
+            .await
+            .expect("nats");
+        let jetstream = async_nats::jetstream::new(client);
+        let subject = stride_events::subject_for(&self.config.nats_prefix, event_type);
+        let mut stream = jetstream
+            .get_stream(self.config.stream_name("EVENTS"))
+            .await
+            .expect("the EVENTS stream");
+        for _ in 0..100 {
+            let info = stream.info().await.expect("stream info");
+            let mut found = Vec::new();
+            for sequence in info.state.first_sequence..=info.state.last_sequence {
+                if let Ok(message) = stream.get_raw_message(sequence).await
+                    && message.subject.as_str() == subject
+                {
+                    found.push(serde_json::from_slice(&message.payload).expect("an envelope"));
+                }
+            }
+            if found.len() >= count {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("fewer than {count} {event_type} events reached the broker");
+    }
+
+    /// Publishes `envelope` again under a new message id, as the broker would redeliver it
+    /// after its deduplication window.
+    pub async fn republish(&self, envelope: &stride_events::Envelope) {
+        let client = async_nats::connect(&self.config.nats_url)
+            .await
+            .expect("nats");
+        let jetstream = async_nats::jetstream::new(client);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", Uuid::new_v4().to_string().as_str());
+        jetstream
+            .publish_with_headers(
+                envelope.nats_subject(&self.config.nats_prefix),
+                headers,
+                serde_json::to_vec(envelope).expect("json").into(),
+            )
+            .await
+            .expect("published")
+            .await
+            .expect("stored");
+    }
+
     /// A pool on `service`'s database, for checks a client cannot make.
     pub async fn database(&self, service: &str) -> PgPool {
         stride_platform::db::connect(&self.config, service)

@@ -12,50 +12,8 @@ use stride_events::{
 use stride_platform::config::Config;
 
 use crate::helpers::{
-    PrivateRedis, TestApp, points_when, spawn, spawn_app, spawn_app_with, test_config, workout,
+    PrivateRedis, points_when, spawn, spawn_app, spawn_app_with, test_config, workout,
 };
-
-async fn events_of(app: &TestApp, event_type: &str) -> Vec<Envelope> {
-    let client = async_nats::connect(&app.config.nats_url)
-        .await
-        .expect("nats");
-    let jetstream = async_nats::jetstream::new(client);
-    let mut stream = jetstream
-        .get_stream(app.config.stream_name("EVENTS"))
-        .await
-        .expect("stream");
-    let info = stream.info().await.expect("info");
-    let subject = stride_events::subject_for(&app.config.nats_prefix, event_type);
-    let mut found = Vec::new();
-    for sequence in info.state.first_sequence..=info.state.last_sequence {
-        if let Ok(message) = stream.get_raw_message(sequence).await
-            && message.subject.as_str() == subject
-        {
-            found.push(serde_json::from_slice(&message.payload).expect("envelope"));
-        }
-    }
-    found
-}
-
-/// Publishes `envelope` again as a broker would redeliver it after its dedup window.
-async fn republish(app: &TestApp, envelope: &Envelope) {
-    let client = async_nats::connect(&app.config.nats_url)
-        .await
-        .expect("nats");
-    let jetstream = async_nats::jetstream::new(client);
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", uuid::Uuid::new_v4().to_string().as_str());
-    jetstream
-        .publish_with_headers(
-            envelope.nats_subject(&app.config.nats_prefix),
-            headers,
-            serde_json::to_vec(envelope).expect("json").into(),
-        )
-        .await
-        .expect("published")
-        .await
-        .expect("stored");
-}
 
 async fn ledger_sum(db: &PgPool, user: uuid::Uuid) -> (i64, i64) {
     sqlx::query_as(
@@ -101,16 +59,16 @@ async fn events_delivered_twice_and_out_of_order_count_once() {
         "training.activity_updated.v1",
         "training.activity_finished.v1",
     ] {
-        all.extend(events_of(&app, kind).await);
+        all.extend(app.events(kind, 0).await);
     }
     for envelope in &all {
-        republish(&app, envelope).await;
+        app.republish(envelope).await;
     }
     // A workout whose deletion arrives before its finish, and one whose update arrives first.
     let late = workout(&app, token, "run", 10.0, 2.0, 4).await;
     let early = workout(&app, token, "run", 10.0, 2.0, 5).await;
     points_when(&app, token, |p| p["balance"] == 185 + 30 + 30).await;
-    let finished = events_of(&app, "training.activity_finished.v1").await;
+    let finished = app.events("training.activity_finished.v1", 0).await;
     let find = |id: &str| {
         finished
             .iter()
@@ -141,8 +99,8 @@ async fn events_delivered_twice_and_out_of_order_count_once() {
         },
     )
     .expect("event");
-    republish(&app, &ghost_delete).await;
-    republish(&app, &ghost_finish).await;
+    app.republish(&ghost_delete).await;
+    app.republish(&ghost_finish).await;
     let early_finished = find(early["id"].as_str().expect("id"))
         .decode::<ActivityFinished>()
         .expect("typed")
@@ -166,8 +124,8 @@ async fn events_delivered_twice_and_out_of_order_count_once() {
         &ActivityFinished { activity: moved },
     )
     .expect("event");
-    republish(&app, &update_first).await;
-    republish(&app, &finish_late).await;
+    app.republish(&update_first).await;
+    app.republish(&finish_late).await;
     // The reordered walk earns 5 + 8; the deleted ghost earns nothing.
     let points = points_when(&app, token, |p| p["balance"] == 245 + 13).await;
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -5,44 +5,14 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stride_events::{
-    Envelope,
-    training::{ActivityDeleted, ActivityFinished, ActivityStarted, ActivityUpdated},
+use stride_events::training::{
+    ActivityDeleted, ActivityFinished, ActivityStarted, ActivityUpdated,
 };
 use stride_proto::training::v1::{
     GetActivityRequest, ListSummariesRequest, activities_client::ActivitiesClient,
 };
 
-use crate::helpers::{TestApp, create, manual_run, spawn_app};
-
-/// Every event of `event_type` on the broker, waiting until there are `count`.
-async fn events(app: &TestApp, event_type: &str, count: usize) -> Vec<Envelope> {
-    let client = async_nats::connect(&app.config.nats_url)
-        .await
-        .expect("nats");
-    let jetstream = async_nats::jetstream::new(client);
-    let subject = stride_events::subject_for(&app.config.nats_prefix, event_type);
-    let mut stream = jetstream
-        .get_stream(app.config.stream_name("EVENTS"))
-        .await
-        .expect("stream");
-    for _ in 0..100 {
-        let info = stream.info().await.expect("info");
-        let mut found = Vec::new();
-        for sequence in info.state.first_sequence..=info.state.last_sequence {
-            if let Ok(message) = stream.get_raw_message(sequence).await
-                && message.subject.as_str() == subject
-            {
-                found.push(serde_json::from_slice(&message.payload).expect("envelope"));
-            }
-        }
-        if found.len() >= count {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("fewer than {count} {event_type} events reached the broker");
-}
+use crate::helpers::{create, manual_run, spawn_app};
 
 #[tokio::test]
 async fn finishing_changing_and_deleting_publish_what_consumers_need() {
@@ -56,14 +26,14 @@ async fn finishing_changing_and_deleting_publish_what_consumers_need() {
     )
     .await;
     let live_id = live["id"].as_str().expect("id").to_owned();
-    let started: ActivityStarted = events(&app, "training.activity_started.v1", 1).await[0]
+    let started: ActivityStarted = app.events("training.activity_started.v1", 1).await[0]
         .decode()
         .expect("typed");
     assert_eq!(started.activity.activity_id.to_string(), live_id);
     app.post_authed(&format!("/v1/activities/{live_id}/finish"), token, None)
         .await;
     let manual = create(&app, token, manual_run(2, 10_000.0)).await;
-    let finished = events(&app, "training.activity_finished.v1", 2).await;
+    let finished = app.events("training.activity_finished.v1", 2).await;
     let manual_event: ActivityFinished = finished
         .iter()
         .map(|e| e.decode::<ActivityFinished>().expect("typed"))
@@ -82,7 +52,7 @@ async fn finishing_changing_and_deleting_publish_what_consumers_need() {
         &json!({"sport": "trail_run", "gear_id": gear}),
     )
     .await;
-    let updated: ActivityUpdated = events(&app, "training.activity_updated.v1", 1).await[0]
+    let updated: ActivityUpdated = app.events("training.activity_updated.v1", 1).await[0]
         .decode()
         .expect("typed");
     assert_eq!(updated.previous.sport, "run");
@@ -96,7 +66,7 @@ async fn finishing_changing_and_deleting_publish_what_consumers_need() {
         app.delete_authed(&path, token).await.status(),
         StatusCode::NO_CONTENT
     );
-    let deleted: ActivityDeleted = events(&app, "training.activity_deleted.v1", 1).await[0]
+    let deleted: ActivityDeleted = app.events("training.activity_deleted.v1", 1).await[0]
         .decode()
         .expect("typed");
     assert!(deleted.was_finished);
