@@ -523,28 +523,37 @@ async fn list_activities(
     {
         return Err(ApiError::validation("after must be before before"));
     }
-    let rows: Vec<ActivityRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM activities
-         WHERE owner_id = $1
-           AND ($2::text IS NULL OR sport = $2)
-           AND ($3::text IS NULL OR status = $3)
-           AND ($4::timestamptz IS NULL OR start_time >= $4)
-           AND ($5::timestamptz IS NULL OR start_time < $5)
-           AND ($6::timestamptz IS NULL
-                OR (coalesce(start_time, created_at), id) < ($6, $7))
-         ORDER BY coalesce(start_time, created_at) DESC, id DESC
-         LIMIT $8"
-    ))
-    .bind(user.user_id)
-    .bind(filter.sport.map(Sport::as_str))
-    .bind(filter.status.map(Status::as_str))
-    .bind(filter.after)
-    .bind(filter.before)
-    .bind(cursor.map(|(at, _)| at))
-    .bind(cursor.map(|(_, id)| id))
-    .bind(limit + 1)
-    .fetch_all(&training.db)
-    .await?;
+    // Only the filters given become conditions: a query of "x IS NULL OR ..." clauses would
+    // keep the planner from walking the (owner, time) index and make it sort every activity
+    // of the owner for each page.
+    let mut query = sqlx::QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM activities WHERE owner_id = "
+    ));
+    query.push_bind(user.user_id);
+    if let Some(sport) = filter.sport {
+        query.push(" AND sport = ").push_bind(sport.as_str());
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(after) = filter.after {
+        query.push(" AND start_time >= ").push_bind(after);
+    }
+    if let Some(before) = filter.before {
+        query.push(" AND start_time < ").push_bind(before);
+    }
+    if let Some((at, id)) = cursor {
+        query
+            .push(" AND (coalesce(start_time, created_at), id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY coalesce(start_time, created_at) DESC, id DESC LIMIT ")
+        .push_bind(limit + 1);
+    let rows: Vec<ActivityRow> = query.build_query_as().fetch_all(&training.db).await?;
     let mut rows = rows;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
