@@ -251,20 +251,32 @@ async fn search(
         .q
         .map(|q| q.trim().to_owned())
         .filter(|q| !q.is_empty());
-    let products: Vec<Product> = sqlx::query_as(
-        "SELECT partner, sku, category, document FROM catalog_products
-         WHERE ($1::text IS NULL OR search @@ plainto_tsquery('simple', $1))
-           AND ($2::text IS NULL OR category = lower($2))
-         ORDER BY CASE WHEN $1::text IS NULL THEN 0
-                       ELSE ts_rank(search, plainto_tsquery('simple', $1)) END DESC,
-                  partner, sku
-         LIMIT $3",
-    )
-    .bind(q)
-    .bind(params.category)
-    .bind(limit)
-    .fetch_all(&inventory.db)
-    .await?;
+    // Only the given filters become conditions, so the planner can use the full-text (GIN)
+    // and category indexes instead of scanning every product.
+    let mut query = sqlx::QueryBuilder::new(
+        "SELECT partner, sku, category, document FROM catalog_products WHERE true",
+    );
+    if let Some(q) = &q {
+        query
+            .push(" AND search @@ plainto_tsquery('simple', ")
+            .push_bind(q.clone())
+            .push(")");
+    }
+    if let Some(category) = &params.category {
+        query
+            .push(" AND category = lower(")
+            .push_bind(category.clone())
+            .push(")");
+    }
+    query.push(" ORDER BY ");
+    if let Some(q) = &q {
+        query
+            .push("ts_rank(search, plainto_tsquery('simple', ")
+            .push_bind(q.clone())
+            .push(")) DESC, ");
+    }
+    query.push("partner, sku LIMIT ").push_bind(limit);
+    let products: Vec<Product> = query.build_query_as().fetch_all(&inventory.db).await?;
     Ok(Json(Products { products }))
 }
 
