@@ -148,21 +148,27 @@ async fn reload_keys(
     }
 }
 
-/// Gives the account with `email` the admin role (the `stride admin grant` command).
-pub async fn grant_admin(config: &Config, email: &str) -> anyhow::Result<()> {
+/// Gives the account with `email` a role (the `stride admin grant` command). Takes effect
+/// with the account's next access token.
+pub async fn grant_role(config: &Config, email: &str, role: domain::Role) -> anyhow::Result<()> {
     let pool = stride_platform::db::connect(config, NAME).await?;
     stride_platform::db::migrate(&pool, &MIGRATIONS).await?;
     let email = domain::Email::parse(email).map_err(|invalid| anyhow::anyhow!(invalid.0))?;
-    let updated =
-        sqlx::query("UPDATE users SET role = 'admin', updated_at = now() WHERE email = $1")
-            .bind(email.as_str())
-            .execute(&pool)
-            .await
-            .context("granting the admin role")?
-            .rows_affected();
+    let updated = sqlx::query("UPDATE users SET role = $2, updated_at = now() WHERE email = $1")
+        .bind(email.as_str())
+        .bind(role.as_str())
+        .execute(&pool)
+        .await
+        .context("granting the role")?
+        .rows_affected();
     pool.close().await;
     if updated == 0 {
         anyhow::bail!("no account has the email {}", email.as_str());
     }
     Ok(())
+}
+
+/// Gives the account with `email` the admin role.
+pub async fn grant_admin(config: &Config, email: &str) -> anyhow::Result<()> {
+    grant_role(config, email, domain::Role::Admin).await
 }

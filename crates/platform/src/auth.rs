@@ -273,6 +273,8 @@ pub struct AuthUser {
     pub session_id: Uuid,
     /// Whether the token carries the admin role.
     pub is_admin: bool,
+    /// The role the token carries: `user`, `partner` or `admin`.
+    pub role: String,
 }
 
 /// Verifies bearer tokens and session state; installed as a request extension by the server.
@@ -300,6 +302,7 @@ impl Authenticator {
             user_id: claims.sub,
             session_id: claims.sid,
             is_admin: claims.role == "admin",
+            role: claims.role,
         })
     }
 }

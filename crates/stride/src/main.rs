@@ -70,10 +70,14 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AdminTask {
-    /// Gives an existing account the admin role.
+    /// Gives an existing account a role: `admin` (operators) or `partner` (shops and brands
+    /// that publish products to the catalog). It takes effect at the account's next login.
     Grant {
         /// The account's email address.
         email: String,
+        /// `admin`, `partner` or `user` (takes a role back).
+        #[arg(long, default_value = "admin")]
+        role: String,
     },
 }
 
@@ -109,10 +113,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
         }
         Command::Admin {
-            task: AdminTask::Grant { email },
+            task: AdminTask::Grant { email, role },
         } => {
-            stride_identity::grant_admin(&config, &email).await?;
-            println!("{email} is now an administrator");
+            let parsed = match role.as_str() {
+                "admin" => stride_identity::domain::Role::Admin,
+                "partner" => stride_identity::domain::Role::Partner,
+                "user" => stride_identity::domain::Role::User,
+                other => {
+                    anyhow::bail!("unknown role {other:?}; valid roles are admin, partner, user")
+                }
+            };
+            stride_identity::grant_role(&config, &email, parsed).await?;
+            println!("{email} now has the {role} role");
             Ok(())
         }
     }

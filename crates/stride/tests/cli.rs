@@ -169,3 +169,22 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
     );
     assert!(logs.contains("stopped"), "{logs}");
 }
+
+#[tokio::test]
+async fn admin_grant_gives_a_role_and_refuses_unknown_ones() {
+    let prefix = unique();
+    let refused = stride(&prefix)
+        .args(["admin", "grant", "--role", "emperor", "nobody@example.org"])
+        .output()
+        .expect("runs");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("valid roles are admin, partner, user")
+    );
+    let missing = stride(&prefix)
+        .args(["admin", "grant", "--role", "partner", "nobody@example.org"])
+        .output()
+        .expect("runs");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no account has the email"));
+}

@@ -78,6 +78,8 @@ impl Visibility {
 pub enum Role {
     /// An athlete.
     User,
+    /// A shop or brand that publishes products to the catalog.
+    Partner,
     /// An operator of the installation.
     Admin,
 }
@@ -85,10 +87,10 @@ pub enum Role {
 impl Role {
     /// Parses the stored name.
     pub fn from_stored(stored: &str) -> Self {
-        if stored == "admin" {
-            Role::Admin
-        } else {
-            Role::User
+        match stored {
+            "admin" => Role::Admin,
+            "partner" => Role::Partner,
+            _ => Role::User,
         }
     }
 
@@ -96,6 +98,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
+            Role::Partner => "partner",
             Role::Admin => "admin",
         }
     }
