@@ -122,9 +122,11 @@ fn split_rows(body: &str) -> Result<Vec<String>, ApiError> {
         .collect())
 }
 
-/// Imports partners' products (administrators only): a JSON array or NDJSON, each row
-/// validated and upserted by (partner, sku); refused rows are reported. A feed of which no
-/// row is valid is a 400 and stores nothing.
+/// Imports partners' products: a JSON array or NDJSON, each row validated and upserted by
+/// (partner, sku); refused rows are reported. A feed of which no row is valid is a 400 and
+/// stores nothing. Administrators import for any partner; an account with the partner role
+/// imports only rows whose `partner` is its own user id, so no partner can overwrite
+/// another's products.
 #[utoipa::path(
     post,
     path = "/v1/catalog/import",
@@ -135,7 +137,7 @@ fn split_rows(body: &str) -> Result<Vec<String>, ApiError> {
         (status = 200, description = "What was imported and what was refused", body = ImportReport),
         (status = 400, description = "No valid row, or a malformed feed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Neither an administrator nor a partner", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Feed larger than 16 MiB", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -145,11 +147,16 @@ async fn import(
     user: AuthUser,
     body: Bytes,
 ) -> Result<Json<ImportReport>, ApiError> {
-    if !user.is_admin {
-        return Err(ApiError::forbidden(
-            "importing the catalog is for administrators",
-        ));
-    }
+    // Partners publish under their own id; administrators for anyone.
+    let own_partner = match user.role.as_str() {
+        "admin" => None,
+        "partner" => Some(user.user_id.to_string()),
+        _ => {
+            return Err(ApiError::forbidden(
+                "importing the catalog is for administrators and partners",
+            ));
+        }
+    };
     let body =
         std::str::from_utf8(&body).map_err(|_| ApiError::validation("the feed must be UTF-8"))?;
     let rows = split_rows(body)?;
@@ -163,6 +170,12 @@ async fn import(
     let mut accepted: HashMap<(String, String), (usize, String, Value)> = HashMap::new();
     for (index, raw) in rows.iter().enumerate() {
         match validate_row(raw) {
+            Ok((partner, _, _, _)) if own_partner.as_ref().is_some_and(|own| *own != partner) => {
+                rejected.push(Rejected {
+                    row: index,
+                    reason: "partner must be your own account id".into(),
+                });
+            }
             Ok((partner, sku, category, document)) => {
                 accepted.insert((partner, sku), (index, category, document));
             }
@@ -205,15 +218,163 @@ async fn import(
     Ok(Json(ImportReport { upserted, rejected }))
 }
 
-/// Search terms.
+/// Search terms. Besides these, any number (up to 10) of `attr.<name>=<value>` parameters
+/// filter on the product's `attributes`: `attr.drop_mm=8&attr.waterproof=true`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct SearchParams {
     /// Words to find in brand, model, name or category.
     pub q: Option<String>,
     /// Only this category.
     pub category: Option<String>,
+    /// Only this brand (exact, ignoring case).
+    pub brand: Option<String>,
     /// At most this many products, 1 to 100 (default 20).
     pub limit: Option<u32>,
+}
+
+/// Most `attr.<name>` filters in one search.
+const MAX_ATTRIBUTE_FILTERS: usize = 10;
+/// Longest attribute name, attribute value or brand in a search.
+const MAX_FILTER_CHARS: usize = 100;
+/// The prefix of an attribute filter's parameter name.
+const ATTRIBUTE_PREFIX: &str = "attr.";
+
+/// A checked search: only what was given becomes a condition.
+#[derive(Debug, PartialEq)]
+struct SearchFilters {
+    q: Option<String>,
+    category: Option<String>,
+    brand: Option<String>,
+    /// Matched by containment in the document's `attributes`, so the `jsonb_path_ops` GIN
+    /// index serves them.
+    attributes: serde_json::Map<String, Value>,
+    limit: i64,
+}
+
+/// A filter's value as JSON: numbers and booleans when they read as such, so that `8`
+/// matches the number 8 in a document; anything else is a string.
+fn attribute_value(raw: &str) -> Value {
+    match raw {
+        "true" => return Value::Bool(true),
+        "false" => return Value::Bool(false),
+        _ => {}
+    }
+    // serde_json accepts surrounding whitespace; " 8" stays the string it was sent as.
+    if raw.trim() == raw
+        && let Ok(number) = serde_json::from_str::<serde_json::Number>(raw)
+    {
+        return Value::Number(number);
+    }
+    Value::String(raw.to_owned())
+}
+
+/// A trimmed text parameter, `None` when empty.
+fn given(value: Option<String>) -> Option<String> {
+    value
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+impl SearchFilters {
+    /// Checks the named parameters and the query string's `attr.<name>` pairs (other pairs
+    /// are ignored).
+    fn parse(params: SearchParams, pairs: Vec<(String, String)>) -> Result<Self, String> {
+        let limit = match params.limit {
+            None => 20,
+            Some(limit @ 1..=100) => i64::from(limit),
+            Some(_) => return Err("limit must be between 1 and 100".into()),
+        };
+        let brand = given(params.brand);
+        if brand
+            .as_ref()
+            .is_some_and(|brand| brand.chars().count() > MAX_FILTER_CHARS)
+        {
+            return Err(format!("brand is limited to {MAX_FILTER_CHARS} characters"));
+        }
+        let mut attributes = serde_json::Map::new();
+        for (key, value) in &pairs {
+            if let Some(name) = key.strip_prefix(ATTRIBUTE_PREFIX) {
+                Self::add_attribute(&mut attributes, name, value)?;
+            }
+        }
+        Ok(Self {
+            q: given(params.q),
+            category: given(params.category),
+            brand,
+            attributes,
+            limit,
+        })
+    }
+
+    fn add_attribute(
+        attributes: &mut serde_json::Map<String, Value>,
+        name: &str,
+        value: &str,
+    ) -> Result<(), String> {
+        if name.is_empty() || name.chars().count() > MAX_FILTER_CHARS {
+            return Err(format!(
+                "an attribute filter is attr.<name>=<value> with a name of 1 to {MAX_FILTER_CHARS} characters"
+            ));
+        }
+        if value.is_empty() || value.chars().count() > MAX_FILTER_CHARS {
+            return Err(format!(
+                "attr.{name} must have a value of 1 to {MAX_FILTER_CHARS} characters"
+            ));
+        }
+        if attributes.contains_key(name) {
+            return Err(format!("attr.{name} is given more than once"));
+        }
+        if attributes.len() == MAX_ATTRIBUTE_FILTERS {
+            return Err(format!(
+                "a search is limited to {MAX_ATTRIBUTE_FILTERS} attribute filters"
+            ));
+        }
+        attributes.insert(name.to_owned(), attribute_value(value));
+        Ok(())
+    }
+
+    /// The query: only the given filters become conditions, so the planner can use the
+    /// full-text, category, brand and document (GIN) indexes instead of scanning every product.
+    fn query(&self) -> sqlx::QueryBuilder<'_, sqlx::Postgres> {
+        let mut query = sqlx::QueryBuilder::new(
+            "SELECT partner, sku, category, document FROM catalog_products WHERE true",
+        );
+        if let Some(q) = &self.q {
+            query
+                .push(" AND search @@ plainto_tsquery('simple', ")
+                .push_bind(q)
+                .push(")");
+        }
+        if let Some(category) = &self.category {
+            query
+                .push(" AND category = lower(")
+                .push_bind(category)
+                .push(")");
+        }
+        if let Some(brand) = &self.brand {
+            // The expression of the catalog_products_brand index.
+            query
+                .push(" AND lower(document->>'brand') = lower(")
+                .push_bind(brand)
+                .push(")");
+        }
+        if !self.attributes.is_empty() {
+            let attributes = serde_json::json!({ "attributes": self.attributes });
+            query
+                .push(" AND document @> ")
+                .push_bind(attributes)
+                .push("::jsonb");
+        }
+        query.push(" ORDER BY ");
+        if let Some(q) = &self.q {
+            query
+                .push("ts_rank(search, plainto_tsquery('simple', ")
+                .push_bind(q)
+                .push(")) DESC, ");
+        }
+        query.push("partner, sku LIMIT ").push_bind(self.limit);
+        query
+    }
 }
 
 /// Products found.
@@ -223,7 +384,9 @@ pub struct Products {
     pub products: Vec<Product>,
 }
 
-/// Full-text search of the catalog.
+/// Full-text and attribute search of the catalog: `q`, `category`, `brand` and up to 10
+/// `attr.<name>=<value>` filters (numbers and `true`/`false` match JSON numbers and booleans,
+/// anything else a string), all of which must hold.
 #[utoipa::path(
     get,
     path = "/v1/catalog/search",
@@ -232,7 +395,7 @@ pub struct Products {
     params(SearchParams),
     responses(
         (status = 200, description = "Products", body = Products),
-        (status = 400, description = "Bad limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad limit, more than 10 attribute filters, a name or value over 100 characters", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -241,42 +404,14 @@ async fn search(
     State(inventory): State<Inventory>,
     _user: AuthUser,
     Query(params): Query<SearchParams>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Products>, ApiError> {
-    let limit = match params.limit {
-        None => 20,
-        Some(limit @ 1..=100) => i64::from(limit),
-        Some(_) => return Err(ApiError::validation("limit must be between 1 and 100")),
-    };
-    let q = params
-        .q
-        .map(|q| q.trim().to_owned())
-        .filter(|q| !q.is_empty());
-    // Only the given filters become conditions, so the planner can use the full-text (GIN)
-    // and category indexes instead of scanning every product.
-    let mut query = sqlx::QueryBuilder::new(
-        "SELECT partner, sku, category, document FROM catalog_products WHERE true",
-    );
-    if let Some(q) = &q {
-        query
-            .push(" AND search @@ plainto_tsquery('simple', ")
-            .push_bind(q.clone())
-            .push(")");
-    }
-    if let Some(category) = &params.category {
-        query
-            .push(" AND category = lower(")
-            .push_bind(category.clone())
-            .push(")");
-    }
-    query.push(" ORDER BY ");
-    if let Some(q) = &q {
-        query
-            .push("ts_rank(search, plainto_tsquery('simple', ")
-            .push_bind(q.clone())
-            .push(")) DESC, ");
-    }
-    query.push("partner, sku LIMIT ").push_bind(limit);
-    let products: Vec<Product> = query.build_query_as().fetch_all(&inventory.db).await?;
+    let filters = SearchFilters::parse(params, pairs).map_err(ApiError::validation)?;
+    let products: Vec<Product> = filters
+        .query()
+        .build_query_as()
+        .fetch_all(&inventory.db)
+        .await?;
     Ok(Json(Products { products }))
 }
 
@@ -314,4 +449,97 @@ async fn replacements(
     .fetch_all(&mut *connection)
     .await?;
     Ok(Json(Products { products }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn no_params() -> SearchParams {
+        SearchParams {
+            q: None,
+            category: None,
+            brand: None,
+            limit: None,
+        }
+    }
+
+    fn attributes(pairs: &[(&str, &str)]) -> Result<SearchFilters, String> {
+        let pairs = pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        SearchFilters::parse(no_params(), pairs)
+    }
+
+    #[test]
+    fn attribute_values_are_numbers_and_booleans_when_they_read_as_such() {
+        assert_eq!(attribute_value("8"), json!(8));
+        assert_eq!(attribute_value("-2.5"), json!(-2.5));
+        assert_eq!(attribute_value("true"), json!(true));
+        assert_eq!(attribute_value("false"), json!(false));
+        assert_eq!(attribute_value("True"), json!("True"));
+        assert_eq!(attribute_value(" 8"), json!(" 8"));
+        assert_eq!(attribute_value("08"), json!("08"));
+        assert_eq!(attribute_value("11-speed"), json!("11-speed"));
+        assert_eq!(attribute_value("NaN"), json!("NaN"));
+    }
+
+    #[test]
+    fn only_given_filters_are_kept_and_other_parameters_ignored() {
+        let params = SearchParams {
+            q: Some(" ultegra ".into()),
+            category: Some(" ".into()),
+            brand: Some("Shimano".into()),
+            limit: None,
+        };
+        let pairs = vec![
+            ("q".into(), " ultegra ".into()),
+            ("attr.speeds".into(), "11".into()),
+            ("attr.colour".into(), "black".into()),
+            ("page".into(), "2".into()),
+        ];
+        let filters = SearchFilters::parse(params, pairs).expect("valid");
+        assert_eq!(filters.q.as_deref(), Some("ultegra"));
+        assert_eq!(filters.category, None);
+        assert_eq!(filters.brand.as_deref(), Some("Shimano"));
+        assert_eq!(
+            Value::Object(filters.attributes),
+            json!({"speeds": 11, "colour": "black"})
+        );
+        assert_eq!(filters.limit, 20);
+    }
+
+    #[test]
+    fn too_many_or_too_long_filters_are_refused() {
+        let names: Vec<String> = (0..=MAX_ATTRIBUTE_FILTERS)
+            .map(|i| format!("attr.a{i}"))
+            .collect();
+        let eleven: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "1")).collect();
+        assert!(attributes(&eleven[..MAX_ATTRIBUTE_FILTERS]).is_ok());
+        assert!(attributes(&eleven).is_err());
+        let long = "x".repeat(MAX_FILTER_CHARS + 1);
+        let long_name = format!("attr.{long}");
+        for refused in [
+            vec![(long_name.as_str(), "1")],
+            vec![("attr.colour", long.as_str())],
+            vec![("attr.", "1")],
+            vec![("attr.colour", "")],
+            vec![("attr.colour", "red"), ("attr.colour", "blue")],
+        ] {
+            assert!(attributes(&refused).is_err(), "{refused:?}");
+        }
+        let long_brand = SearchParams {
+            brand: Some(long.clone()),
+            ..no_params()
+        };
+        assert!(SearchFilters::parse(long_brand, Vec::new()).is_err());
+        let zero = SearchParams {
+            limit: Some(0),
+            ..no_params()
+        };
+        assert!(SearchFilters::parse(zero, Vec::new()).is_err());
+    }
 }

@@ -150,3 +150,167 @@ async fn a_huge_row_or_a_feed_without_valid_rows_is_a_4xx_and_stores_nothing() {
         .expect("json");
     assert_eq!(found["products"], json!([]));
 }
+
+/// The SKUs of a search, in order.
+async fn skus(app: &crate::helpers::TestApp, token: &str, query: &str) -> Vec<String> {
+    let response = app
+        .get_authed(&format!("/v1/catalog/search?{query}"), token)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK, "{query}");
+    let found: Value = response.json().await.expect("json");
+    found["products"]
+        .as_array()
+        .expect("products")
+        .iter()
+        .map(|product| product["sku"].as_str().expect("sku").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn searches_filter_by_brand_and_attributes_as_json_numbers_booleans_and_strings() {
+    let app = spawn_app().await;
+    let admin = app.new_account().await;
+    app.make_admin(&admin).await;
+    let (admin_token, _) = app.login_ok(&admin.email, &admin.password).await;
+    let token = &app.new_account().await.access_token;
+    let feed = json!([
+        {"partner": "run", "sku": "S-1", "category": "running_shoes", "brand": "Hoka",
+         "model": "Speedgoat 6 GTX", "attributes": {"drop_mm": 4, "waterproof": true, "surface": "trail"}},
+        {"partner": "run", "sku": "S-2", "category": "running_shoes", "brand": "Hoka",
+         "model": "Clifton 9", "attributes": {"drop_mm": 5, "waterproof": false, "surface": "road"}},
+        {"partner": "run", "sku": "S-3", "category": "running_shoes", "brand": "Saucony",
+         "model": "Peregrine 14 GTX", "attributes": {"drop_mm": 4, "waterproof": true, "surface": "trail"}},
+        {"partner": "run", "sku": "S-4", "category": "running_shoes", "brand": "Saucony",
+         "model": "Endorphin Speed", "attributes": {"drop_mm": "8", "waterproof": "true"}},
+        {"partner": "velo", "sku": "T-1", "category": "tyre", "brand": "Continental",
+         "model": "Grand Prix 5000", "attributes": {"width_mm": 28, "tubeless": true}}
+    ]);
+    let report: Value = import(&app, &admin_token, feed.to_string())
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(report["upserted"], 5, "{report}");
+
+    assert_eq!(skus(&app, token, "brand=hoka").await, ["S-1", "S-2"]);
+    assert_eq!(skus(&app, token, "brand=HOKA&q=gtx").await, ["S-1"]);
+    assert_eq!(skus(&app, token, "brand=Hok").await, Vec::<String>::new());
+    // Numbers and booleans match JSON numbers and booleans, not strings that look like them.
+    assert_eq!(skus(&app, token, "attr.drop_mm=4").await, ["S-1", "S-3"]);
+    assert_eq!(
+        skus(&app, token, "attr.drop_mm=8").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        skus(&app, token, "attr.waterproof=true").await,
+        ["S-1", "S-3"]
+    );
+    assert_eq!(
+        skus(&app, token, "attr.waterproof=false&category=running_shoes").await,
+        ["S-2"]
+    );
+    assert_eq!(
+        skus(&app, token, "attr.surface=trail&brand=saucony").await,
+        ["S-3"]
+    );
+    assert_eq!(
+        skus(
+            &app,
+            token,
+            "attr.drop_mm=4&attr.waterproof=true&q=peregrine"
+        )
+        .await,
+        ["S-3"]
+    );
+    assert_eq!(
+        skus(&app, token, "attr.tubeless=true&attr.width_mm=28").await,
+        ["T-1"]
+    );
+    assert_eq!(
+        skus(&app, token, "attr.tubeless=true&attr.width_mm=25").await,
+        Vec::<String>::new()
+    );
+    // Other parameters are ignored; an empty brand is no filter.
+    assert_eq!(
+        skus(&app, token, "brand=&page=2&category=tyre").await,
+        ["T-1"]
+    );
+}
+
+#[tokio::test]
+async fn too_many_or_too_long_search_filters_are_a_400() {
+    let app = spawn_app().await;
+    let token = &app.new_account().await.access_token;
+    let eleven = (0..11)
+        .map(|i| format!("attr.a{i}=1"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let ten = (0..10)
+        .map(|i| format!("attr.a{i}=1"))
+        .collect::<Vec<_>>()
+        .join("&");
+    assert_eq!(skus(&app, token, &ten).await, Vec::<String>::new());
+    let long = "x".repeat(101);
+    for query in [
+        eleven,
+        format!("attr.{long}=1"),
+        format!("attr.colour={long}"),
+        format!("brand={long}"),
+        "attr.=1".to_owned(),
+        "attr.colour=".to_owned(),
+        "attr.colour=red&attr.colour=blue".to_owned(),
+        "limit=0".to_owned(),
+    ] {
+        let problem = assert_problem(
+            app.get_authed(&format!("/v1/catalog/search?{query}"), token)
+                .await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(problem["detail"].is_string(), "{query}: {problem}");
+    }
+}
+
+#[tokio::test]
+async fn partners_publish_only_under_their_own_account() {
+    let app = spawn_app().await;
+    let shop = app.new_account().await;
+    stride_identity::grant_role(
+        &app.config,
+        &shop.email,
+        stride_identity::domain::Role::Partner,
+    )
+    .await
+    .expect("granted");
+    let (token, _) = app.login_ok(&shop.email, &shop.password).await;
+    let own = shop.user_id.to_string();
+    let feed = [
+        json!({"partner": own, "sku": "S-1", "category": "running_shoes", "brand": "Hoka", "model": "Clifton 9"}),
+        json!({"partner": "someone-else", "sku": "S-2", "category": "running_shoes", "brand": "Hoka", "model": "Bondi 8"}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect::<Vec<_>>()
+    .join("\n");
+    let response = import(&app, &token, feed).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let report: Value = response.json().await.expect("json");
+    assert_eq!(report["upserted"], 1);
+    assert_eq!(report["rejected"][0]["row"], 1);
+    assert!(
+        report["rejected"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("own account"))
+    );
+    let found: Value = app
+        .get_authed("/v1/catalog/search?q=bondi", &token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        found["products"].as_array().map(Vec::len),
+        Some(0),
+        "the other partner's row was not stored"
+    );
+}
