@@ -2,7 +2,7 @@
 //! docs and `docs/benchmarks.md`).
 
 use clap::{Parser, Subcommand};
-use stride_bench::{hashing, identity, procfs};
+use stride_bench::{gamification, hashing, identity, procfs, telemetry, training};
 
 /// Measures Stride: prints a report for people, then the same figures as one JSON line.
 #[derive(Debug, Parser)]
@@ -17,6 +17,12 @@ enum Command {
     /// Login throughput under a storm of concurrent logins, and GET /v1/me latency before and
     /// during it.
     Identity(identity::Options),
+    /// Parse-and-summarise time, upload to ready, and GET /v1/activities at a fixed rate.
+    Training(training::Options),
+    /// Durable-accept rate, end to end into InfluxDB, latency, live delay, memory, disk.
+    Telemetry(telemetry::Options),
+    /// Delay from a finished workout to points and leaderboard, and backlog throughput.
+    Gamification(gamification::Options),
     /// Times single-thread argon2id hashes with Stride's parameters.
     Hash {
         /// Hashes to time.
@@ -31,8 +37,29 @@ enum Command {
     },
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Training(options) => {
+            let report = runtime()?.block_on(training::run(options))?;
+            print!("{}", training::render(&report));
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Telemetry(options) => {
+            let report = runtime()?.block_on(telemetry::run(options))?;
+            print!("{}", telemetry::render(&report));
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Gamification(options) => {
+            let report = runtime()?.block_on(gamification::run(options))?;
+            print!("{}", gamification::render(&report));
+            println!("{}", serde_json::to_string(&report)?);
+        }
         Command::Identity(options) => {
             let report = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
