@@ -10,10 +10,14 @@
 //! - [`identity`]: events published by the identity service.
 //! - [`training`]: events published by the training service.
 //! - [`gamification`]: events published by the gamification service.
+//! - [`Sport`]: the sport names every context shares.
 
 pub mod gamification;
 pub mod identity;
+mod sport;
 pub mod training;
+
+pub use sport::Sport;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};

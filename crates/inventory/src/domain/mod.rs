@@ -100,86 +100,8 @@ impl ComponentType {
     }
 }
 
-/// A training sport, as the training service names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Sport {
-    /// Running on roads or tracks.
-    Run,
-    /// Running off road.
-    TrailRun,
-    /// Road cycling.
-    Ride,
-    /// Off-road cycling.
-    MountainBike,
-    /// Cycling on a trainer.
-    IndoorRide,
-    /// Swimming.
-    Swim,
-    /// Walking.
-    Walk,
-    /// Hiking.
-    Hike,
-    /// Rowing.
-    Row,
-    /// Skiing.
-    Ski,
-    /// Strength training.
-    Strength,
-    /// Yoga.
-    Yoga,
-    /// Anything else.
-    Other,
-    /// Several sports in one.
-    Multisport,
-}
-
-impl Sport {
-    /// Every sport.
-    pub const ALL: [Sport; 14] = [
-        Sport::Run,
-        Sport::TrailRun,
-        Sport::Ride,
-        Sport::MountainBike,
-        Sport::IndoorRide,
-        Sport::Swim,
-        Sport::Walk,
-        Sport::Hike,
-        Sport::Row,
-        Sport::Ski,
-        Sport::Strength,
-        Sport::Yoga,
-        Sport::Other,
-        Sport::Multisport,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Sport::Run => "run",
-            Sport::TrailRun => "trail_run",
-            Sport::Ride => "ride",
-            Sport::MountainBike => "mountain_bike",
-            Sport::IndoorRide => "indoor_ride",
-            Sport::Swim => "swim",
-            Sport::Walk => "walk",
-            Sport::Hike => "hike",
-            Sport::Row => "row",
-            Sport::Ski => "ski",
-            Sport::Strength => "strength",
-            Sport::Yoga => "yoga",
-            Sport::Other => "other",
-            Sport::Multisport => "multisport",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn from_stored(stored: &str) -> Option<Self> {
-        Sport::ALL
-            .into_iter()
-            .find(|sport| sport.as_str() == stored)
-    }
-}
+/// A training sport, as every context names it.
+pub use stride_events::Sport;
 
 #[cfg(test)]
 mod tests {
