@@ -427,9 +427,16 @@ EOF
     stride_log "starting influxd on $addr:$port, RPC 127.0.0.1:$rpc (config: $conf, log: $log)"
     # setsid as for nats-server. INFLUXDB_* variables would override the
     # config file, so the server does not inherit them.
+    # On one machine with everything else, InfluxDB runs at a lower CPU priority
+    # (STRIDE_INFLUX_NICE, default 10): when ingest and storage compete for the
+    # cores, requests are answered first and the backlog waits in JetStream,
+    # which is what the buffer is for. 0 gives it the same priority as the rest.
+    local nice=${STRIDE_INFLUX_NICE:-10}
+    [[ $nice =~ ^[0-9]+$ ]] && [ "$nice" -le 19 ] ||
+        stride_die "STRIDE_INFLUX_NICE must be 0 to 19, not '$nice'"
     (
         while read -r v; do unset "$v"; done < <(compgen -e | grep '^INFLUXDB_' || true)
-        exec setsid influxd -config "$conf" >>"$log" 2>&1 </dev/null
+        exec setsid nice -n "$nice" influxd -config "$conf" >>"$log" 2>&1 </dev/null
     ) &
     pid=$!
     STRIDE_STARTED_INFLUX=$pid

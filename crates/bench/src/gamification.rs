@@ -9,7 +9,8 @@
 //! - `backlog` (a server without gamification): the accounts create their workouts while no
 //!   gamification runs; then this tool starts `stride serve --targets gamification` itself,
 //!   against the first server's identity (gRPC and JWKS) and the same databases, Redis and NATS
-//!   prefixes, and counts `activity_points` rows with `psql` until every workout is there.
+//!   prefixes, and counts `activity_points` rows (one `psql` session, every 50 ms) until every
+//!   workout is there.
 //!   Events per second = workouts ÷ the time from the first to the last one accounted for.
 //!
 //! Nothing is asserted: the figures are written down, not judged here.
@@ -377,6 +378,85 @@ fn count_accounted(database_url: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// One `psql` session that counts `activity_points` on request. Starting a `psql` (and a
+/// PostgreSQL backend) for every poll costs far more CPU than the count, and that CPU is
+/// taken from the process being measured.
+struct Counter {
+    database_url: String,
+    session: Option<(Child, std::io::BufReader<std::process::ChildStdout>)>,
+}
+
+impl Counter {
+    fn new(database_url: &str) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            session: None,
+        }
+    }
+
+    /// The count; 0 while the database or the table does not exist yet.
+    fn count(&mut self) -> u64 {
+        use std::io::{BufRead as _, Write as _};
+        if self.session.is_none() {
+            let Ok(mut child) = Command::new("psql")
+                .args([self.database_url.as_str(), "-XAtq"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+            else {
+                return 0;
+            };
+            let Some(stdout) = child.stdout.take() else {
+                return 0;
+            };
+            self.session = Some((child, std::io::BufReader::new(stdout)));
+        }
+        let Some((child, stdout)) = self.session.as_mut() else {
+            return 0;
+        };
+        // The marker ends every answer, so an error (no count line) cannot block the read.
+        let asked = child.stdin.as_mut().is_some_and(|stdin| {
+            stdin
+                .write_all(b"SELECT count(*) FROM activity_points;\n\\echo END\n")
+                .and_then(|()| stdin.flush())
+                .is_ok()
+        });
+        let mut count = None;
+        let mut ended = false;
+        if asked {
+            loop {
+                let mut line = String::new();
+                match stdout.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if line.trim() == "END" => {
+                        ended = true;
+                        break;
+                    }
+                    Ok(_) => count = line.trim().parse().ok().or(count),
+                }
+            }
+        }
+        if !ended {
+            // psql exited (say, the database did not exist yet): start another next time.
+            if let Some((mut child, _)) = self.session.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        count.unwrap_or(0)
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        if let Some((mut child, _)) = self.session.take() {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Stops the started gamification process (SIGTERM, then waits).
 struct Started(Child);
 
@@ -458,20 +538,24 @@ async fn backlog(
     let started_process = Started(child);
     let started = Instant::now();
     let cpu_before = CpuSnapshot::take(Some(pid)).ok();
-    let (mut first, mut all) = (None, None);
     let database = database.clone();
-    while started.elapsed() < Duration::from_secs(600) {
-        let url = database.clone();
-        let count = tokio::task::spawn_blocking(move || count_accounted(&url)).await?;
-        if count > 0 && first.is_none() {
-            first = Some(started.elapsed());
+    let (first, all) = tokio::task::spawn_blocking(move || {
+        let mut counter = Counter::new(&database);
+        let (mut first, mut all) = (None, None);
+        while started.elapsed() < Duration::from_secs(600) {
+            let count = counter.count();
+            if count > 0 && first.is_none() {
+                first = Some(started.elapsed());
+            }
+            if count >= total as u64 {
+                all = Some(started.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        if count >= total as u64 {
-            all = Some(started.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (first, all)
+    })
+    .await?;
     let cpu_after = CpuSnapshot::take(Some(pid)).ok();
     let rss = procfs::memory(pid).ok();
     drop(started_process);

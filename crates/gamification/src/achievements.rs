@@ -193,30 +193,50 @@ pub fn streak(days: &[NaiveDate]) -> u32 {
 
 /// A user's stats from the counted workouts.
 pub async fn stats(connection: &mut PgConnection, user: Uuid) -> sqlx::Result<Stats> {
-    let rows: Vec<(String, f64, f64, f64, NaiveDate, i32)> = sqlx::query_as(
-        "SELECT sport, distance_m, elevation_gain_m, moving_time_s, local_day, local_hour
+    Ok(stats_and_unlocked(connection, user).await?.0)
+}
+
+/// A user's stats and the ids of the achievements they unlocked, in one round trip. The
+/// aggregates are computed by PostgreSQL, so the cost does not grow with what is sent back.
+pub async fn stats_and_unlocked(
+    connection: &mut PgConnection,
+    user: Uuid,
+) -> sqlx::Result<(Stats, Vec<String>)> {
+    #[allow(clippy::type_complexity)]
+    let (workouts, elevation, longest, earliest, days, sports, distances, unlocked): (
+        i64,
+        f64,
+        f64,
+        Option<i32>,
+        Vec<NaiveDate>,
+        Vec<String>,
+        Vec<f64>,
+        Vec<String>,
+    ) = sqlx::query_as(
+        "SELECT count(*),
+                coalesce(sum(elevation_gain_m), 0)::double precision,
+                coalesce(max(moving_time_s), 0)::double precision,
+                min(local_hour),
+                ARRAY(SELECT DISTINCT local_day FROM activity_points WHERE user_id = $1),
+                ARRAY(SELECT sport FROM activity_points WHERE user_id = $1
+                      GROUP BY sport ORDER BY sport),
+                ARRAY(SELECT sum(distance_m)::double precision FROM activity_points
+                      WHERE user_id = $1 GROUP BY sport ORDER BY sport),
+                ARRAY(SELECT achievement_id FROM achievements_unlocked WHERE user_id = $1)
          FROM activity_points WHERE user_id = $1",
     )
     .bind(user)
-    .fetch_all(&mut *connection)
+    .fetch_one(&mut *connection)
     .await?;
-    let mut stats = Stats::default();
-    let mut days = Vec::with_capacity(rows.len());
-    for (sport, distance, elevation, moving, day, hour) in rows {
-        stats.workouts += 1;
-        *stats.distance_by_sport.entry(sport).or_default() += distance;
-        stats.elevation_m += elevation;
-        stats.longest_moving_s = stats.longest_moving_s.max(moving);
-        let hour = u32::try_from(hour).unwrap_or(12);
-        stats.earliest_hour = Some(
-            stats
-                .earliest_hour
-                .map_or(hour, |earliest| earliest.min(hour)),
-        );
-        days.push(day);
-    }
-    stats.current_streak = streak(&days);
-    Ok(stats)
+    let stats = Stats {
+        workouts: u32::try_from(workouts).unwrap_or(u32::MAX),
+        distance_by_sport: sports.into_iter().zip(distances).collect(),
+        elevation_m: elevation,
+        current_streak: streak(&days),
+        earliest_hour: earliest.map(|hour| u32::try_from(hour).unwrap_or(12)),
+        longest_moving_s: longest.max(0.0),
+    };
+    Ok((stats, unlocked))
 }
 
 /// A catalogue entry with the caller's progress.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use stride_events::{
-    Envelope,
+    Envelope, EventData,
     gamification::{AchievementUnlocked, PointsAwarded},
     identity::{UserDeleted, UserRegistered, UserUpdated},
     training::{ActivityDeleted, ActivityFinished, ActivitySnapshot, ActivityUpdated},
@@ -33,22 +33,53 @@ pub struct Points {
     pub redis: Redis,
 }
 
-/// The local day and hour of `at` in the user's time zone (UTC when unknown).
-async fn local_time(
-    connection: &mut PgConnection,
-    user: Uuid,
-    at: DateTime<Utc>,
-) -> anyhow::Result<(chrono::NaiveDate, u32)> {
-    let zone: Option<String> =
-        sqlx::query_scalar("SELECT time_zone FROM user_zones WHERE user_id = $1")
-            .bind(user)
-            .fetch_optional(&mut *connection)
-            .await?;
+/// The local day and hour of `at` in time zone `zone` (UTC when unknown).
+fn local_time(zone: Option<&str>, at: DateTime<Utc>) -> (chrono::NaiveDate, u32) {
     let zone: chrono_tz::Tz = zone
         .and_then(|name| name.parse().ok())
         .unwrap_or(chrono_tz::UTC);
     let local = at.with_timezone(&zone);
-    Ok((local.date_naive(), chrono::Timelike::hour(&local)))
+    (local.date_naive(), chrono::Timelike::hour(&local))
+}
+
+/// What is known of an activity before an event about it is applied, in one round trip.
+struct Known {
+    /// Deleted before (its later events change nothing).
+    deleted: bool,
+    /// The points it earned, if it was counted.
+    points: Option<i64>,
+    /// Its owner's time zone, if known.
+    zone: Option<String>,
+    /// Whether its owner takes part in a challenge, not completed yet, whose window holds its
+    /// start (only then are challenges checked).
+    in_challenge: bool,
+}
+
+async fn known(
+    connection: &mut PgConnection,
+    activity: &ActivitySnapshot,
+) -> anyhow::Result<Known> {
+    let (deleted, points, zone, in_challenge): (bool, Option<i64>, Option<String>, bool) =
+        sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM deleted_activities WHERE activity_id = $1),
+                    (SELECT points FROM activity_points WHERE activity_id = $1),
+                    (SELECT time_zone FROM user_zones WHERE user_id = $2),
+                    EXISTS (SELECT 1 FROM challenge_participants p
+                            JOIN challenges c ON c.id = p.challenge_id
+                            WHERE p.user_id = $2 AND p.completed_at IS NULL
+                              AND c.starts_at <= $3 AND $3 < c.ends_at)",
+        )
+        .bind(activity.activity_id)
+        .bind(activity.owner_id)
+        .bind(activity.start_time)
+        .fetch_one(&mut *connection)
+        .await?;
+    Ok(Known {
+        deleted,
+        points,
+        zone,
+        in_challenge,
+    })
 }
 
 async fn entry(
@@ -61,37 +92,59 @@ async fn entry(
     if amount == 0 {
         return Ok(());
     }
+    let id = Uuid::now_v7();
+    if amount < 0 {
+        // The entry and the balance in one statement (one round trip).
+        sqlx::query(
+            "WITH entry AS (
+                 INSERT INTO ledger (id, user_id, amount, reason, activity_id)
+                 VALUES ($1, $2, $3, $4, $5)
+             )
+             INSERT INTO balances (user_id, balance) VALUES ($2, $3)
+             ON CONFLICT (user_id) DO UPDATE SET balance = balances.balance + $3",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(amount)
+        .bind(reason)
+        .bind(activity_id)
+        .execute(&mut *connection)
+        .await?;
+        return Ok(());
+    }
+    let event = Envelope::new(
+        NAME,
+        user.to_string(),
+        &PointsAwarded {
+            user_id: user,
+            amount,
+            reason: reason.to_owned(),
+            activity_id,
+        },
+    )?;
+    // The entry, the balance and the `points_awarded` event in one statement: this runs for
+    // every counted workout, and each round trip costs PostgreSQL more than the work. The
+    // last part is what `outbox::enqueue` does (the platform's outbox table).
     sqlx::query(
-        "INSERT INTO ledger (id, user_id, amount, reason, activity_id) VALUES ($1, $2, $3, $4, $5)",
+        "WITH entry AS (
+             INSERT INTO ledger (id, user_id, amount, reason, activity_id)
+             VALUES ($1, $2, $3, $4, $5)
+         ), balance AS (
+             INSERT INTO balances (user_id, balance) VALUES ($2, $3)
+             ON CONFLICT (user_id) DO UPDATE SET balance = balances.balance + $3
+         )
+         INSERT INTO outbox (id, event_type, envelope) VALUES ($6, $7, $8)",
     )
-    .bind(Uuid::now_v7())
+    .bind(id)
     .bind(user)
     .bind(amount)
     .bind(reason)
     .bind(activity_id)
+    .bind(event.id)
+    .bind(&event.event_type)
+    .bind(sqlx::types::Json(&event))
     .execute(&mut *connection)
     .await?;
-    sqlx::query(
-        "INSERT INTO balances (user_id, balance) VALUES ($1, $2)
-         ON CONFLICT (user_id) DO UPDATE SET balance = balances.balance + $2",
-    )
-    .bind(user)
-    .bind(amount)
-    .execute(&mut *connection)
-    .await?;
-    if amount > 0 {
-        let event = Envelope::new(
-            NAME,
-            user.to_string(),
-            &PointsAwarded {
-                user_id: user,
-                amount,
-                reason: reason.to_owned(),
-                activity_id,
-            },
-        )?;
-        outbox::enqueue(connection, &event).await?;
-    }
     Ok(())
 }
 
@@ -101,9 +154,11 @@ async fn unlock_achievements(
     user: Uuid,
     activity: Uuid,
 ) -> anyhow::Result<()> {
-    let stats = achievements::stats(connection, user).await?;
+    let (stats, unlocked) = achievements::stats_and_unlocked(connection, user).await?;
     for achievement in achievements::CATALOGUE {
-        if achievements::met(achievement.rule, &stats) {
+        if achievements::met(achievement.rule, &stats)
+            && !unlocked.iter().any(|id| id == achievement.id)
+        {
             unlock(
                 connection,
                 user,
@@ -243,6 +298,7 @@ struct Counted {
 async fn count(
     connection: &mut PgConnection,
     activity: &ActivitySnapshot,
+    zone: Option<&str>,
 ) -> anyhow::Result<Option<Counted>> {
     let Some(start) = activity.start_time else {
         return Ok(None);
@@ -253,7 +309,7 @@ async fn count(
         .or(summary.elapsed_time_s)
         .unwrap_or(0.0);
     let distance = summary.distance_m.unwrap_or(0.0);
-    let (day, hour) = local_time(connection, activity.owner_id, start).await?;
+    let (day, hour) = local_time(zone, start);
     let others: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(points), 0)::bigint FROM activity_points
          WHERE user_id = $1 AND local_day = $2 AND activity_id <> $3",
@@ -287,41 +343,17 @@ async fn count(
     Ok(Some(Counted { points }))
 }
 
-async fn is_deleted(connection: &mut PgConnection, activity: Uuid) -> anyhow::Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM deleted_activities WHERE activity_id = $1)",
-    )
-    .bind(activity)
-    .fetch_one(&mut *connection)
-    .await?)
-}
-
-async fn counted_points(
-    connection: &mut PgConnection,
-    activity: Uuid,
-) -> anyhow::Result<Option<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT points FROM activity_points WHERE activity_id = $1")
-            .bind(activity)
-            .fetch_optional(&mut *connection)
-            .await?,
-    )
-}
-
 impl Points {
     async fn apply(&self, connection: &mut PgConnection, event: &Envelope) -> anyhow::Result<()> {
         if event.is::<ActivityFinished>() {
             let finished: ActivityFinished = event.decode()?;
             let activity = finished.activity;
+            let known = known(connection, &activity).await?;
             // Already counted (an update arrived first) or deleted: nothing to do.
-            if counted_points(connection, activity.activity_id)
-                .await?
-                .is_some()
-                || is_deleted(connection, activity.activity_id).await?
-            {
+            if known.deleted || known.points.is_some() {
                 return Ok(());
             }
-            if let Some(counted) = count(connection, &activity).await? {
+            if let Some(counted) = count(connection, &activity, known.zone.as_deref()).await? {
                 let km = activity.summary.distance_m.unwrap_or(0.0) / 1000.0;
                 let reason = format!("workout: {} {km:.1} km", activity.sport);
                 entry(
@@ -333,19 +365,21 @@ impl Points {
                 )
                 .await?;
                 unlock_achievements(connection, activity.owner_id, activity.activity_id).await?;
-                complete_challenges(connection, &activity).await?;
+                if known.in_challenge {
+                    complete_challenges(connection, &activity).await?;
+                }
             }
         } else if event.is::<ActivityUpdated>() {
             let updated: ActivityUpdated = event.decode()?;
             let activity = updated.activity;
-            if is_deleted(connection, activity.activity_id).await? {
+            let known = known(connection, &activity).await?;
+            if known.deleted {
                 return Ok(());
             }
             // Updates are only published for finished workouts: one that arrives before the
             // finish counts the workout as it is now, and the late finish changes nothing.
-            let before = counted_points(connection, activity.activity_id).await?;
-            if let Some(counted) = count(connection, &activity).await? {
-                let (amount, reason) = match before {
+            if let Some(counted) = count(connection, &activity, known.zone.as_deref()).await? {
+                let (amount, reason) = match known.points {
                     Some(before) => (
                         counted.points - before,
                         "correction: the workout changed".to_owned(),
@@ -361,12 +395,19 @@ impl Points {
                 )
                 .await?;
                 unlock_achievements(connection, activity.owner_id, activity.activity_id).await?;
-                complete_challenges(connection, &activity).await?;
+                if known.in_challenge {
+                    complete_challenges(connection, &activity).await?;
+                }
             }
         } else if event.is::<ActivityDeleted>() {
             let deleted: ActivityDeleted = event.decode()?;
             let activity = deleted.activity;
-            if let Some(points) = counted_points(connection, activity.activity_id).await? {
+            let points: Option<i64> =
+                sqlx::query_scalar("SELECT points FROM activity_points WHERE activity_id = $1")
+                    .bind(activity.activity_id)
+                    .fetch_optional(&mut *connection)
+                    .await?;
+            if let Some(points) = points {
                 entry(
                     connection,
                     activity.owner_id,
@@ -427,40 +468,48 @@ impl Points {
         Ok(())
     }
 
-    async fn refresh_boards(&self, event: &Envelope) -> anyhow::Result<()> {
-        let (user, boards) = if event.is::<ActivityFinished>() {
-            let a = event.decode::<ActivityFinished>()?.activity;
-            (
-                a.owner_id,
+    /// The boards a committed event changed, by user; deleted users are forgotten at once.
+    async fn refresh_boards(&self, events: &[&Envelope]) -> anyhow::Result<()> {
+        let mut updates: Vec<(Uuid, Vec<Board>)> = Vec::new();
+        for event in events {
+            let (user, activities) = if event.is::<ActivityFinished>() {
+                let a = event.decode::<ActivityFinished>()?.activity;
+                (a.owner_id, vec![a])
+            } else if event.is::<ActivityUpdated>() {
+                let e = event.decode::<ActivityUpdated>()?;
+                (e.activity.owner_id, vec![e.previous, e.activity])
+            } else if event.is::<ActivityDeleted>() {
+                let a = event.decode::<ActivityDeleted>()?.activity;
+                (a.owner_id, vec![a])
+            } else if event.is::<UserDeleted>() {
+                let user = event.decode::<UserDeleted>()?.user_id;
+                updates.retain(|(known, _)| *known != user);
+                leaderboards::forget(&self.redis, user).await?;
+                continue;
+            } else {
+                continue;
+            };
+            let boards = activities.iter().flat_map(|a| {
                 a.start_time
                     .map(|at| Board::affected(&a.sport, at))
-                    .unwrap_or_default(),
-            )
-        } else if event.is::<ActivityUpdated>() {
-            let e = event.decode::<ActivityUpdated>()?;
-            let mut boards = Vec::new();
-            for a in [&e.previous, &e.activity] {
-                if let Some(at) = a.start_time {
-                    boards.extend(Board::affected(&a.sport, at));
-                }
-            }
-            (e.activity.owner_id, boards)
-        } else if event.is::<ActivityDeleted>() {
-            let a = event.decode::<ActivityDeleted>()?.activity;
-            (
-                a.owner_id,
-                a.start_time
-                    .map(|at| Board::affected(&a.sport, at))
-                    .unwrap_or_default(),
-            )
-        } else if event.is::<UserDeleted>() {
-            return leaderboards::forget(&self.redis, event.decode::<UserDeleted>()?.user_id).await;
-        } else {
-            return Ok(());
-        };
-        leaderboards::refresh(&self.db, &self.redis, user, &boards).await
+                    .unwrap_or_default()
+            });
+            updates.push((user, boards.collect()));
+        }
+        leaderboards::refresh(&self.db, &self.redis, &updates).await
     }
 }
+
+/// The event types the consumer acts on; others (its own points and achievement events,
+/// say) are acknowledged without a transaction.
+const WANTED: [&str; 6] = [
+    <ActivityFinished as EventData>::TYPE,
+    <ActivityUpdated as EventData>::TYPE,
+    <ActivityDeleted as EventData>::TYPE,
+    <UserRegistered as EventData>::TYPE,
+    <UserUpdated as EventData>::TYPE,
+    <UserDeleted as EventData>::TYPE,
+];
 
 async fn upsert_zone(
     connection: &mut PgConnection,
@@ -489,12 +538,45 @@ impl EventHandler for Points {
         Box::pin(self.apply(connection, event))
     }
 
-    fn after_commit<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, ()> {
+    fn after_commit_batch<'a>(&'a self, events: &'a [&'a Envelope]) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if let Err(error) = self.refresh_boards(event).await {
+            if let Err(error) = self.refresh_boards(events).await {
                 // The boards are rebuilt from the ledger when Redis lost them.
                 tracing::warn!(error = format!("{error:#}"), "leaderboard refresh failed");
             }
         })
+    }
+
+    fn after_commit<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(error) = self.refresh_boards(&[event]).await {
+                tracing::warn!(error = format!("{error:#}"), "leaderboard refresh failed");
+            }
+        })
+    }
+
+    fn wants(&self, event_type: &str) -> bool {
+        WANTED.contains(&event_type)
+    }
+
+    /// Each user's events in order in one transaction: the daily cap, the balance and the
+    /// achievements are per user, so different users' events can be applied concurrently.
+    fn partition_key(&self, event: &Envelope) -> Option<String> {
+        let user = if event.is::<ActivityFinished>() {
+            event.decode::<ActivityFinished>().ok()?.activity.owner_id
+        } else if event.is::<ActivityUpdated>() {
+            event.decode::<ActivityUpdated>().ok()?.activity.owner_id
+        } else if event.is::<ActivityDeleted>() {
+            event.decode::<ActivityDeleted>().ok()?.activity.owner_id
+        } else if event.is::<UserRegistered>() {
+            event.decode::<UserRegistered>().ok()?.user_id
+        } else if event.is::<UserUpdated>() {
+            event.decode::<UserUpdated>().ok()?.user_id
+        } else if event.is::<UserDeleted>() {
+            event.decode::<UserDeleted>().ok()?.user_id
+        } else {
+            return None;
+        };
+        Some(user.to_string())
     }
 }

@@ -3,7 +3,9 @@
 //! board, or a flushed or restarted Redis) is rebuilt from `activity_points` before it is
 //! read, and updates write absolute values, so replays are harmless.
 
-use chrono::{DateTime, Datelike, Utc};
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -163,24 +165,6 @@ impl Board {
         boards
     }
 
-    /// The user's score on this board, from PostgreSQL.
-    async fn score(&self, db: &PgPool, user: Uuid) -> sqlx::Result<f64> {
-        let (from, to) = self.bounds.unzip();
-        sqlx::query_scalar(&format!(
-            "SELECT coalesce(sum({})::double precision, 0) FROM activity_points
-             WHERE user_id = $1 AND ($2::text IS NULL OR sport = $2)
-               AND ($3::timestamptz IS NULL OR start_time >= $3)
-               AND ($4::timestamptz IS NULL OR start_time < $4)",
-            self.metric.column()
-        ))
-        .bind(user)
-        .bind(&self.sport)
-        .bind(from)
-        .bind(to)
-        .fetch_one(db)
-        .await
-    }
-
     /// Every user's score on this board, from PostgreSQL.
     async fn scores(&self, db: &PgPool) -> sqlx::Result<Vec<(Uuid, f64)>> {
         let (from, to) = self.bounds.unzip();
@@ -201,29 +185,121 @@ impl Board {
     }
 }
 
-/// Writes a user's absolute scores on `boards` (only boards already built; the others are
-/// rebuilt whole when first read).
+/// A user's totals of one sport on one UTC day: distance, moving time, elevation gain and
+/// points, in [`Metric::ALL`]'s order.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+struct DayTotals {
+    user_id: Uuid,
+    sport: String,
+    day: NaiveDate,
+    distance: f64,
+    moving_time: f64,
+    elevation_gain: f64,
+    points: f64,
+}
+
+impl DayTotals {
+    fn value(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::Distance => self.distance,
+            Metric::MovingTime => self.moving_time,
+            Metric::ElevationGain => self.elevation_gain,
+            Metric::Points => self.points,
+        }
+    }
+}
+
+impl Board {
+    /// Whether a workout of `sport` on the UTC `day` counts on this board (periods begin and
+    /// end at UTC midnights, so a day is wholly inside or outside).
+    fn counts(&self, sport: &str, day: NaiveDate) -> bool {
+        self.sport.as_deref().is_none_or(|own| own == sport)
+            && self
+                .bounds
+                .is_none_or(|(from, to)| from.date_naive() <= day && day < to.date_naive())
+    }
+
+    /// A user's score on this board from their day totals.
+    fn score_of(&self, days: &[DayTotals]) -> f64 {
+        days.iter()
+            .filter(|day| self.counts(&day.sport, day.day))
+            .map(|day| day.value(self.metric))
+            .sum()
+    }
+}
+
+/// Writes users' absolute scores on their `boards` (only boards already built; the others
+/// are rebuilt whole when first read). However many users and boards, this is one Redis round
+/// trip to learn which boards are built, one PostgreSQL query for the users' totals and one
+/// Redis round trip for the scores.
 pub async fn refresh(
     db: &PgPool,
     redis: &Redis,
-    user: Uuid,
-    boards: &[Board],
+    updates: &[(Uuid, Vec<Board>)],
 ) -> anyhow::Result<()> {
+    let mut keys: Vec<String> = updates
+        .iter()
+        .flat_map(|(_, boards)| boards.iter().map(|board| board.key(redis)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
     let mut connection = redis.connection();
-    for board in boards {
-        let built: bool = connection.exists(board.built_key(redis)).await?;
-        if !built {
-            continue;
-        }
-        let score = board.score(db, user).await?;
-        if score > 0.0 {
-            let _: () = connection
-                .zadd(board.key(redis), user.to_string(), score)
-                .await?;
-        } else {
-            let _: () = connection.zrem(board.key(redis), user.to_string()).await?;
+    let mut pipe = redis::pipe();
+    for key in &keys {
+        pipe.exists(format!("{key}:built"));
+    }
+    let built: Vec<bool> = pipe.query_async(&mut connection).await?;
+    let built: HashSet<&str> = keys
+        .iter()
+        .zip(built)
+        .filter(|(_, built)| *built)
+        .map(|(key, _)| key.as_str())
+        .collect();
+    let mut seen = HashSet::new();
+    let mut work: Vec<(Uuid, &Board, String)> = Vec::new();
+    for (user, boards) in updates {
+        for board in boards {
+            let key = board.key(redis);
+            if built.contains(key.as_str()) && seen.insert((*user, key.clone())) {
+                work.push((*user, board, key));
+            }
         }
     }
+    if work.is_empty() {
+        return Ok(());
+    }
+    let mut users: Vec<Uuid> = work.iter().map(|(user, _, _)| *user).collect();
+    users.sort_unstable();
+    users.dedup();
+    let totals: Vec<DayTotals> = sqlx::query_as(
+        "SELECT user_id, sport, (start_time AT TIME ZONE 'UTC')::date AS day,
+                sum(distance_m)::double precision AS distance,
+                sum(moving_time_s)::double precision AS moving_time,
+                sum(elevation_gain_m)::double precision AS elevation_gain,
+                sum(points)::double precision AS points
+         FROM activity_points WHERE user_id = ANY($1)
+         GROUP BY 1, 2, 3 ORDER BY 1, 3, 2",
+    )
+    .bind(&users)
+    .fetch_all(db)
+    .await?;
+    let mut by_user: HashMap<Uuid, Vec<DayTotals>> = HashMap::new();
+    for day in totals {
+        by_user.entry(day.user_id).or_default().push(day);
+    }
+    let mut pipe = redis::pipe();
+    for (user, board, key) in &work {
+        let score = by_user.get(user).map_or(0.0, |days| board.score_of(days));
+        if score > 0.0 {
+            pipe.zadd(key, user.to_string(), score).ignore();
+        } else {
+            pipe.zrem(key, user.to_string()).ignore();
+        }
+    }
+    pipe.query_async::<()>(&mut connection).await?;
     Ok(())
 }
 

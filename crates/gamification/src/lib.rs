@@ -32,6 +32,10 @@ use stride_platform::{
 /// The service's name: its target and database suffix.
 pub const NAME: &str = "gamification";
 
+/// Transactions the consumer applies at once, each holding other users' events (see
+/// [`events::Points`]'s partition key). Leaves most of the connection pool to the API.
+const CONSUMER_CONCURRENCY: usize = 4;
+
 /// The gamification service's migrations.
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -63,7 +67,8 @@ async fn build(context: Context) -> anyhow::Result<Service> {
             db: context.db.clone(),
             redis: context.redis.clone(),
         },
-    );
+    )
+    .with_concurrency(CONSUMER_CONCURRENCY);
     Ok(Service {
         name: NAME,
         router: http::router(state),

@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use stride_platform::config::Config;
 use stride_testkit::{PASSWORD, TestApp, spawn, test_config};
 
 /// A small deterministic generator (splitmix64), so every run imports the same catalog.
@@ -482,14 +483,17 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// Runs `mix` with `clients` closed-loop clients; returns each request's (shape, latency,
-/// products found) and the wall time.
+/// One search: its shape, latency, products found and whether the cache answered.
+type Searched = (&'static str, Duration, usize, bool);
+
+/// Runs `mix` with `clients` closed-loop clients; returns each request's result and the wall
+/// time.
 async fn search_load(
     app: &TestApp,
     token: &str,
     mix: Vec<(&'static str, String)>,
     clients: usize,
-) -> (Vec<(&'static str, Duration, usize)>, Duration) {
+) -> (Vec<Searched>, Duration) {
     let queue = std::sync::Arc::new(std::sync::Mutex::new(mix));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -512,11 +516,15 @@ async fn search_load(
                     .await
                     .expect("the search is sent");
                 let status = response.status();
+                let hit = response
+                    .headers()
+                    .get("x-cache")
+                    .is_some_and(|value| value == "hit");
                 let body: Value = response.json().await.expect("json");
                 let elapsed = sent.elapsed();
                 assert!(status.is_success(), "{query}: {status} {body}");
                 let found = body["products"].as_array().map_or(0, Vec::len);
-                results.push((shape, elapsed, found));
+                results.push((shape, elapsed, found, hit));
             }
             results
         }));
@@ -597,48 +605,26 @@ async fn main() {
         vacuumed.elapsed().as_secs_f64()
     );
 
-    let mut rng = Rng(0xC0FFEE);
-    let warmup = search_mix(&mut rng, 200);
-    search_load(&app, &token, warmup, clients).await;
-    let mix = search_mix(&mut rng, searches);
-    let (results, wall) = search_load(&app, &token, mix, clients).await;
-    let mut latencies: Vec<Duration> = results.iter().map(|(_, latency, _)| *latency).collect();
-    latencies.sort();
-    let throughput = results.len() as f64 / wall.as_secs_f64();
-    println!(
-        "\nsearch (GET /v1/catalog/search, {} requests, {clients} closed-loop clients, after 200 warm-up)",
-        results.len()
-    );
-    println!(
-        "  all                  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms  {throughput:.0} req/s",
-        ms(percentile(&latencies, 50.0)),
-        ms(percentile(&latencies, 99.0)),
-        ms(latencies.last().copied().unwrap_or_default()),
-    );
-    let mut shapes: Vec<&str> = results.iter().map(|(shape, _, _)| *shape).collect();
-    shapes.sort_unstable();
-    shapes.dedup();
-    for shape in shapes {
-        let mut shape_latencies: Vec<Duration> = results
-            .iter()
-            .filter(|(s, _, _)| *s == shape)
-            .map(|(_, latency, _)| *latency)
-            .collect();
-        shape_latencies.sort();
-        let found: usize = results
-            .iter()
-            .filter(|(s, _, _)| *s == shape)
-            .map(|(_, _, found)| *found)
-            .sum();
-        println!(
-            "  {shape:<20} p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms  n {:>4}  avg hits {:.1}",
-            ms(percentile(&shape_latencies, 50.0)),
-            ms(percentile(&shape_latencies, 99.0)),
-            ms(shape_latencies.last().copied().unwrap_or_default()),
-            shape_latencies.len(),
-            found as f64 / shape_latencies.len() as f64,
-        );
-    }
+    // The same mix twice: through a process with the search cache off (every search is
+    // computed by PostgreSQL), then through one with the cache on.
+    let uncached = spawn(
+        &services,
+        Config {
+            catalog_search_cache_seconds: 0,
+            ..config.clone()
+        },
+    )
+    .await;
+    let (cold, cold_p99) = searches_report(
+        "cache off: every search computed by PostgreSQL",
+        &uncached,
+        &token,
+        searches,
+        clients,
+    )
+    .await;
+    let (warm, warm_p99) =
+        searches_report("cache on (the default)", &app, &token, searches, clients).await;
     println!("\ninventory database (kept for EXPLAIN ANALYZE): {database}");
     println!(
         "{}",
@@ -648,15 +634,64 @@ async fn main() {
             "import_rows_per_s_5k_feeds": insert_rate.round(),
             "import_rows_per_s_5k_feeds_updates": update_rate.round(),
             "import_rows_per_s_20k_feeds": large_rate.round(),
-            "search_requests": results.len(),
+            "search_requests": searches,
             "search_clients": clients,
-            "search_p50_ms": (ms(percentile(&latencies, 50.0)) * 100.0).round() / 100.0,
-            "search_p99_ms": (ms(percentile(&latencies, 99.0)) * 100.0).round() / 100.0,
-            "search_max_ms": (ms(latencies.last().copied().unwrap_or_default()) * 100.0).round() / 100.0,
-            "search_per_s": throughput.round(),
+            "search_cache_off_p99_ms": (cold_p99 * 100.0).round() / 100.0,
+            "search_cache_off_per_s": cold.round(),
+            "search_cache_on_p99_ms": (warm_p99 * 100.0).round() / 100.0,
+            "search_cache_on_per_s": warm.round(),
             "database": database,
         })
     );
+}
+
+/// Runs the search mix (after 200 warm-up searches) against `app` and prints its figures;
+/// returns the throughput and the p99 in milliseconds.
+async fn searches_report(
+    label: &str,
+    app: &TestApp,
+    token: &str,
+    searches: usize,
+    clients: usize,
+) -> (f64, f64) {
+    let mut rng = Rng(0xC0FFEE);
+    let warmup = search_mix(&mut rng, 200);
+    search_load(app, token, warmup, clients).await;
+    let mix = search_mix(&mut rng, searches);
+    let (results, wall) = search_load(app, token, mix, clients).await;
+    let mut latencies: Vec<Duration> = results.iter().map(|(_, latency, _, _)| *latency).collect();
+    latencies.sort();
+    let throughput = results.len() as f64 / wall.as_secs_f64();
+    let hits = results.iter().filter(|(_, _, _, hit)| *hit).count();
+    println!(
+        "\nsearch, {label} (GET /v1/catalog/search, {} requests, {clients} closed-loop clients, after 200 warm-up; {hits} answered from the cache)",
+        results.len()
+    );
+    println!(
+        "  all                  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms  {throughput:.0} req/s",
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(latencies.last().copied().unwrap_or_default()),
+    );
+    let mut shapes: Vec<&str> = results.iter().map(|(shape, _, _, _)| *shape).collect();
+    shapes.sort_unstable();
+    shapes.dedup();
+    for shape in shapes {
+        let of_shape: Vec<&Searched> = results.iter().filter(|(s, ..)| *s == shape).collect();
+        let mut shape_latencies: Vec<Duration> = of_shape.iter().map(|(_, l, _, _)| *l).collect();
+        shape_latencies.sort();
+        let found: usize = of_shape.iter().map(|(_, _, found, _)| *found).sum();
+        let shape_hits = of_shape.iter().filter(|(_, _, _, hit)| *hit).count();
+        println!(
+            "  {shape:<20} p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms  n {:>4}  avg hits {:.1}  cached {shape_hits}",
+            ms(percentile(&shape_latencies, 50.0)),
+            ms(percentile(&shape_latencies, 99.0)),
+            ms(shape_latencies.last().copied().unwrap_or_default()),
+            shape_latencies.len(),
+            found as f64 / shape_latencies.len() as f64,
+        );
+    }
+    (throughput, ms(percentile(&latencies, 99.0)))
 }
 
 /// A token with the admin role: the role is read at login, so log in again after granting it.

@@ -84,6 +84,16 @@ impl EventHandler for WearEvents {
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.apply(connection, event))
     }
+
+    fn wants(&self, event_type: &str) -> bool {
+        [
+            <ActivityFinished as EventData>::TYPE,
+            <ActivityUpdated as EventData>::TYPE,
+            <ActivityDeleted as EventData>::TYPE,
+            <UserDeleted as EventData>::TYPE,
+        ]
+        .contains(&event_type)
+    }
 }
 
 #[cfg(test)]

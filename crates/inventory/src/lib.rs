@@ -27,6 +27,7 @@ pub mod store;
 
 use sqlx::PgPool;
 use stride_platform::{
+    cache::Redis,
     consumer::Consumer,
     outbox::Relay,
     service::{Context, Service, ServiceSpec, Worker},
@@ -49,11 +50,17 @@ pub static SERVICE: ServiceSpec = ServiceSpec {
 #[derive(Clone, Debug)]
 pub struct Inventory {
     pub(crate) db: PgPool,
+    /// The catalog search cache.
+    pub(crate) redis: Redis,
+    /// How long a cached search answer lives; zero: no cache.
+    pub(crate) search_cache: std::time::Duration,
 }
 
 async fn build(context: Context) -> anyhow::Result<Service> {
     let state = Inventory {
         db: context.db.clone(),
+        redis: context.redis.clone(),
+        search_cache: std::time::Duration::from_secs(context.config.catalog_search_cache_seconds),
     };
     let relay = Relay::new(context.db.clone(), context.broker.clone());
     let consumer = Consumer::new(

@@ -85,6 +85,12 @@ pub struct Config {
     pub inventory_grpc_url: Option<String>,
     /// Telemetry batches a device may send per second (`STRIDE_DEVICE_BATCHES_PER_SECOND`).
     pub device_batches_per_second: u32,
+    /// Concurrent InfluxDB writes of one telemetry process's writer
+    /// (`STRIDE_TELEMETRY_WRITERS`, 1 to 16).
+    pub telemetry_writers: u32,
+    /// How long a catalog search answer is cached in Redis, seconds; 0 turns the cache off
+    /// (`STRIDE_CATALOG_SEARCH_CACHE_SECONDS`). Every import invalidates it at once.
+    pub catalog_search_cache_seconds: u64,
     /// `json` (default) or `pretty` (`STRIDE_LOG_FORMAT`).
     pub log_format: String,
     /// Log filter in `tracing` syntax (`STRIDE_LOG`).
@@ -133,6 +139,8 @@ impl Default for Config {
             telemetry_grpc_url: None,
             inventory_grpc_url: None,
             device_batches_per_second: 20,
+            telemetry_writers: 1,
+            catalog_search_cache_seconds: 300,
             log_format: "json".into(),
             log: "info,sqlx=warn".into(),
             shutdown_grace_seconds: 30,
@@ -198,6 +206,11 @@ impl Config {
         if !retention_ok {
             return Err(ConfigError::Value(
                 "STRIDE_INFLUX_RETENTION must be INF or a duration such as 52w or 90d".into(),
+            ));
+        }
+        if !(1..=16).contains(&self.telemetry_writers) {
+            return Err(ConfigError::Value(
+                "STRIDE_TELEMETRY_WRITERS must be between 1 and 16".into(),
             ));
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {

@@ -23,6 +23,7 @@ pub mod db;
 pub mod device_auth;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod observability;
 pub mod outbox;
 pub mod server;

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use sqlx::PgConnection;
 use stride_events::Envelope;
 use stride_platform::{
-    consumer::{Consumer, ConsumerFaults, EventHandler},
+    consumer::{Consumer, ConsumerFaults, EventHandler, Outcome},
     outbox::{Pass, Relay, RelayFaults},
 };
 use support::{RecordEffect, TestEnv, ThingHappened, record_effect, wait_until};
@@ -523,5 +523,139 @@ async fn a_running_relay_publishes_events_committed_while_it_runs() {
         "republishes were deduplicated"
     );
 
+    env.cleanup().await;
+}
+
+/// Records the effect of every event, and fails on the events labelled `poison`; partitions
+/// by label.
+struct PoisonedLabel;
+
+impl EventHandler for PoisonedLabel {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            record_effect(connection, event.id).await?;
+            let thing: ThingHappened = event.decode()?;
+            if thing.label == "poison" {
+                anyhow::bail!("a poisoned event");
+            }
+            Ok(())
+        })
+    }
+
+    fn partition_key(&self, event: &Envelope) -> Option<String> {
+        event
+            .decode::<ThingHappened>()
+            .ok()
+            .map(|thing| thing.label)
+    }
+}
+
+fn thing(label: &str) -> Envelope {
+    Envelope::new(
+        "tests",
+        Uuid::now_v7().to_string(),
+        &ThingHappened {
+            thing_id: Uuid::now_v7(),
+            label: label.to_owned(),
+        },
+    )
+    .expect("the payload serialises")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_applies_each_event_once_and_a_failure_spoils_only_its_own_event() {
+    let env = TestEnv::start().await;
+    let consumer = Consumer::new(
+        CONSUMER,
+        env.pool.clone(),
+        env.broker.clone(),
+        PoisonedLabel,
+    );
+    let (a, b, poison, d) = (thing("a"), thing("b"), thing("poison"), thing("d"));
+    // `a` twice in one batch, as a redelivery that arrives next to the first delivery.
+    let batch = [a.clone(), b.clone(), a.clone(), poison.clone(), d.clone()];
+    let outcomes = consumer
+        .process_batch(&batch)
+        .await
+        .expect("the database answers");
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Applied,
+            Outcome::Applied,
+            Outcome::Duplicate,
+            Outcome::Failed,
+            Outcome::Applied
+        ]
+    );
+    let effects = env.effects_per_event().await;
+    assert_eq!(effects.len(), 3, "{effects:?}");
+    for applied in [&a, &b, &d] {
+        assert_eq!(effects.get(&applied.id), Some(&1));
+    }
+    assert!(
+        !effects.contains_key(&poison.id),
+        "the failed event left nothing"
+    );
+    let mut processed = env.processed_events(CONSUMER).await;
+    processed.sort();
+    let mut expected = vec![a.id, b.id, d.id];
+    expected.sort();
+    assert_eq!(processed, expected);
+
+    // The same batch again: nothing is applied twice; the poisoned event fails again.
+    let again = consumer
+        .process_batch(&batch)
+        .await
+        .expect("the database answers");
+    assert_eq!(
+        again,
+        [
+            Outcome::Duplicate,
+            Outcome::Duplicate,
+            Outcome::Duplicate,
+            Outcome::Failed,
+            Outcome::Duplicate
+        ]
+    );
+    assert_eq!(env.effect_rows().await, 3);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_partitions_apply_every_event_exactly_once() {
+    let env = TestEnv::start().await;
+    let consumer = Consumer::new(
+        CONSUMER,
+        env.pool.clone(),
+        env.broker.clone(),
+        PoisonedLabel,
+    )
+    .with_concurrency(3);
+    let labels = ["u1", "u2", "u3", "u4", "u5", "poison"];
+    let batch: Vec<Envelope> = (0..60).map(|i| thing(labels[i % labels.len()])).collect();
+    let outcomes = consumer.process_partitioned(&batch).await;
+    for (event, outcome) in batch.iter().zip(&outcomes) {
+        let expected = if event.decode::<ThingHappened>().expect("thing").label == "poison" {
+            Outcome::Failed
+        } else {
+            Outcome::Applied
+        };
+        assert_eq!(*outcome, expected);
+    }
+    let effects = env.effects_per_event().await;
+    assert_eq!(effects.len(), 50);
+    assert!(effects.values().all(|count| *count == 1));
+    // Delivered again, all together: nothing more happens.
+    let again = consumer.process_partitioned(&batch).await;
+    assert_eq!(
+        again.iter().filter(|o| **o == Outcome::Duplicate).count(),
+        50
+    );
+    assert_eq!(env.effect_rows().await, 50);
     env.cleanup().await;
 }

@@ -2,7 +2,7 @@
 
 use futures_util::future::BoxFuture;
 use sqlx::PgConnection;
-use stride_events::{Envelope, identity::UserDeleted};
+use stride_events::{Envelope, EventData, identity::UserDeleted};
 use stride_platform::consumer::EventHandler;
 
 use crate::influx::Influx;
@@ -32,5 +32,8 @@ impl EventHandler for UserErasure {
             tracing::info!(user_id = %deleted.user_id, "erased a deleted user's samples");
             Ok(())
         })
+    }
+    fn wants(&self, event_type: &str) -> bool {
+        event_type == <UserDeleted as EventData>::TYPE
     }
 }

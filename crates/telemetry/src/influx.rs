@@ -166,8 +166,9 @@ impl Influx {
         Ok(())
     }
 
-    /// Writes line protocol (millisecond precision).
-    pub async fn write(&self, lines: String) -> anyhow::Result<()> {
+    /// Writes line protocol (millisecond precision). `lines` is anything cheap to hand over, such as
+    /// `bytes::Bytes`, which a retry clones without copying.
+    pub async fn write(&self, lines: impl Into<reqwest::Body>) -> anyhow::Result<()> {
         let response = self
             .http
             .post(format!("{}/write", self.url))

@@ -139,10 +139,15 @@ async fn build(context: Context) -> anyhow::Result<Service> {
             .merge(live::router())
             .with_state(state),
         grpc: Some(grpc::routes(state_for_grpc)),
-        workers: vec![
-            Worker::new("telemetry-writer", move |token| writer.run(token)),
-            Worker::new("telemetry-consumer", move |token| consumer.run(token)),
-        ],
+        workers: (0..config.telemetry_writers)
+            .map(|_| {
+                let writer = writer.clone();
+                Worker::new("telemetry-writer", move |token| writer.run(token))
+            })
+            .chain([Worker::new("telemetry-consumer", move |token| {
+                consumer.run(token)
+            })])
+            .collect(),
         db: context.db,
     })
 }

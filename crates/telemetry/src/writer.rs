@@ -138,6 +138,8 @@ impl Writer {
                 }
             }
         }
+        // A retry sends the same bytes again without copying them.
+        let lines = bytes::Bytes::from(lines);
         let mut backoff = Duration::from_millis(200);
         loop {
             match self.influx.write(lines.clone()).await {

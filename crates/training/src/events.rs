@@ -2,7 +2,7 @@
 
 use futures_util::future::BoxFuture;
 use sqlx::PgConnection;
-use stride_events::{Envelope, identity::UserDeleted};
+use stride_events::{Envelope, EventData, identity::UserDeleted};
 use stride_platform::consumer::EventHandler;
 
 /// Erases a deleted user's workouts and settings (`identity.user_deleted.v1`).
@@ -36,5 +36,8 @@ impl EventHandler for IdentityEvents {
             tracing::info!(user_id = %deleted.user_id, activities, "erased a deleted user's workouts");
             Ok(())
         })
+    }
+    fn wants(&self, event_type: &str) -> bool {
+        event_type == <UserDeleted as EventData>::TYPE
     }
 }

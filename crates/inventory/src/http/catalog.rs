@@ -6,9 +6,12 @@ use std::collections::HashMap;
 use axum::{
     body::Bytes,
     extract::{DefaultBodyLimit, State},
+    http::{HeaderName, HeaderValue, header},
+    response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use stride_platform::{
     auth::AuthUser,
     error::{ApiError, Problem},
@@ -214,6 +217,13 @@ async fn import(
     .bind(&documents)
     .execute(&inventory.db)
     .await?;
+    // After the commit: a search that reads the new generation reads the new rows.
+    if let Err(error) = invalidate_searches(&inventory).await {
+        tracing::warn!(
+            %error,
+            "cannot invalidate cached catalog searches; they expire on their own"
+        );
+    }
     tracing::info!(upserted, rejected = rejected.len(), "catalog imported");
     Ok(Json(ImportReport { upserted, rejected }))
 }
@@ -377,6 +387,61 @@ impl SearchFilters {
     }
 }
 
+/// The catalog's generation, bumped after every import: cached answers are filed under the
+/// generation they were computed from, so an import makes every older answer unreachable at
+/// once (they expire on their own), on every replica.
+fn generation_key(inventory: &Inventory) -> String {
+    inventory.redis.key("catalog:generation")
+}
+
+async fn invalidate_searches(inventory: &Inventory) -> redis::RedisResult<()> {
+    let mut connection = inventory.redis.connection();
+    redis::cmd("INCR")
+        .arg(generation_key(inventory))
+        .query_async::<i64>(&mut connection)
+        .await?;
+    Ok(())
+}
+
+/// The cache key of a search: the catalog's generation and a digest of the checked filters.
+async fn cache_key(inventory: &Inventory, filters: &SearchFilters) -> redis::RedisResult<String> {
+    let mut connection = inventory.redis.connection();
+    let generation: Option<u64> = redis::cmd("GET")
+        .arg(generation_key(inventory))
+        .query_async(&mut connection)
+        .await?;
+    let canonical = serde_json::json!([
+        filters.q,
+        filters.category,
+        filters.brand,
+        filters.attributes,
+        filters.limit
+    ]);
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok(inventory
+        .redis
+        .key(format!("catalog:search:{}:{hex}", generation.unwrap_or(0))))
+}
+
+/// A JSON answer from bytes, saying whether the cache had it.
+fn json_answer(body: Vec<u8>, cache: &'static str) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                HeaderName::from_static("x-cache"),
+                HeaderValue::from_static(cache),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// Products found.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Products {
@@ -387,6 +452,10 @@ pub struct Products {
 /// Full-text and attribute search of the catalog: `q`, `category`, `brand` and up to 10
 /// `attr.<name>=<value>` filters (numbers and `true`/`false` match JSON numbers and booleans,
 /// anything else a string), all of which must hold.
+///
+/// Answers are cached in Redis for `STRIDE_CATALOG_SEARCH_CACHE_SECONDS` under the catalog's
+/// generation, which every import bumps: a search after an import always sees it. `X-Cache`
+/// says `hit`, `miss` or `off`.
 #[utoipa::path(
     get,
     path = "/v1/catalog/search",
@@ -394,7 +463,8 @@ pub struct Products {
     security(("bearer" = [])),
     params(SearchParams),
     responses(
-        (status = 200, description = "Products", body = Products),
+        (status = 200, description = "Products, best matches first", body = Products,
+            headers(("X-Cache" = String, description = "`hit`: from the search cache; `miss`: computed and cached; `off`: no cache"))),
         (status = 400, description = "Bad limit, more than 10 attribute filters, a name or value over 100 characters", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
     )
@@ -405,14 +475,45 @@ async fn search(
     _user: AuthUser,
     Query(params): Query<SearchParams>,
     Query(pairs): Query<Vec<(String, String)>>,
-) -> Result<Json<Products>, ApiError> {
+) -> Result<Response, ApiError> {
     let filters = SearchFilters::parse(params, pairs).map_err(ApiError::validation)?;
+    // Redis trouble only costs the cache: the search goes to PostgreSQL.
+    let key = if inventory.search_cache.is_zero() {
+        None
+    } else {
+        cache_key(&inventory, &filters).await.ok()
+    };
+    if let Some(key) = &key {
+        let cached: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut inventory.redis.connection())
+            .await;
+        if let Ok(Some(body)) = cached {
+            return Ok(json_answer(body, "hit"));
+        }
+    }
     let products: Vec<Product> = filters
         .query()
         .build_query_as()
         .fetch_all(&inventory.db)
         .await?;
-    Ok(Json(Products { products }))
+    let body = serde_json::to_vec(&Products { products }).map_err(ApiError::internal)?;
+    if let Some(key) = &key {
+        let stored: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(key)
+            .arg(&body)
+            .arg("EX")
+            .arg(inventory.search_cache.as_secs().max(1))
+            .query_async(&mut inventory.redis.connection())
+            .await;
+        if let Err(error) = stored {
+            tracing::debug!(%error, "cannot cache a catalog search");
+        }
+    }
+    Ok(json_answer(
+        body,
+        if key.is_some() { "miss" } else { "off" },
+    ))
 }
 
 /// Products of the same category as an item of the caller's (its component type for

@@ -1,14 +1,19 @@
 //! `/v1/gear`: gear, components on bikes, default gear per sport, retirement and wear alerts.
 //! Only the owner sees or changes an item; to anyone else it does not exist (404).
 
-use axum::{extract::State, http::StatusCode};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use stride_platform::{
     auth::AuthUser,
     error::{ApiError, Problem},
-    http::{Json, PageParams, Path, Query, double_option, encode_cursor},
+    http::{Json, PageParams, Path, Query, double_option, encode_cursor, idempotency_key},
+    idempotency::{self, Requests},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -261,19 +266,32 @@ pub struct CreateGear {
     tag = "inventory",
     security(("bearer" = [])),
     request_body = CreateGear,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key and body returns the first answer")),
     responses(
-        (status = 201, description = "The item", body = Gear),
+        (status = 201, description = "The item (also a replayed answer, marked `Idempotent-Replayed: true`)", body = Gear),
         (status = 400, description = "Unknown kind, negative distance, a bike_id that is no bike, ...", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such bike of the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all)]
 async fn create_gear(
     State(inventory): State<Inventory>,
     user: AuthUser,
-    Json(request): Json<CreateGear>,
-) -> Result<(StatusCode, Json<Gear>), ApiError> {
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let request_hash = Requests::hash(&body);
+    let request: CreateGear = serde_path_to_error::deserialize(body).map_err(|error| {
+        ApiError::validation(format!("invalid gear: {}: {}", error.path(), error.inner()))
+    })?;
+    if let Some(key) = &key
+        && let Some(replay) = replay_creation(&inventory, user.user_id, key, &request_hash).await?
+    {
+        return Ok(replay);
+    }
     let name = check_text(Some(request.name), "name", 100)?.unwrap_or_default();
     let brand = check_text(request.brand, "brand", 100)?.unwrap_or_default();
     let model = check_text(request.model, "model", 100)?.unwrap_or_default();
@@ -341,9 +359,56 @@ async fn create_gear(
     }
     store::check_thresholds(&mut tx, [id]).await?;
     let row = store::gear(&mut tx, id).await?.ok_or_else(not_found)?;
+    if let Some(key) = &key
+        && !REQUESTS
+            .record(&mut tx, user.user_id, key, &request_hash, id)
+            .await?
+    {
+        // A concurrent request with the same key won: answer as it did.
+        tx.rollback().await.ok();
+        return replay_creation(&inventory, user.user_id, key, &request_hash)
+            .await?
+            .ok_or_else(idempotency::in_progress);
+    }
     tx.commit().await?;
     tracing::info!(gear_id = %id, kind = request.kind.as_str(), "gear created");
-    Ok((StatusCode::CREATED, Json(row.into())))
+    Ok(created(row, false))
+}
+
+/// `POST /v1/gear` requests by `Idempotency-Key`.
+const REQUESTS: Requests = Requests {
+    table: "gear_requests",
+    resource_column: "gear_id",
+};
+
+/// `201` with the item; a replayed answer says so in `Idempotent-Replayed`.
+fn created(row: GearRow, replayed: bool) -> Response {
+    let mut response = (StatusCode::CREATED, Json(Gear::from(row))).into_response();
+    if replayed {
+        idempotency::mark_replayed(&mut response);
+    }
+    response
+}
+
+/// The first answer to a request with this `Idempotency-Key`, if there was one: the item as
+/// it is now. The key with another body is a 422.
+async fn replay_creation(
+    inventory: &Inventory,
+    owner: Uuid,
+    key: &str,
+    request_hash: &[u8],
+) -> Result<Option<Response>, ApiError> {
+    let Some(gear_id) = REQUESTS
+        .created(&inventory.db, owner, key, request_hash)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut connection = inventory.db.acquire().await?;
+    let row = store::gear(&mut connection, gear_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the gear created with this key was deleted"))?;
+    Ok(Some(created(row, true)))
 }
 
 /// Filters of the gear list.

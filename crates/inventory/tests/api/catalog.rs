@@ -314,3 +314,74 @@ async fn partners_publish_only_under_their_own_account() {
         "the other partner's row was not stored"
     );
 }
+
+#[tokio::test]
+async fn a_cached_search_is_answered_again_and_never_outlives_an_import() {
+    let app = spawn_app().await;
+    let admin = app.new_account().await;
+    app.make_admin(&admin).await;
+    let (admin_token, _) = app.login_ok(&admin.email, &admin.password).await;
+    let athlete = app.new_account().await;
+    let row = |model: &str| {
+        json!({"partner": "velo", "sku": "C-9", "category": "chain", "brand": "KMC",
+               "model": model})
+        .to_string()
+    };
+    let imported = import(&app, &admin_token, row("X11 Silver")).await;
+    assert_eq!(imported.status(), StatusCode::OK);
+    let search = || async {
+        let response = app
+            .get_authed("/v1/catalog/search?q=kmc", &athlete.access_token)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let cache = response.headers()["x-cache"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let body: Value = response.json().await.expect("json");
+        let models: Vec<String> = body["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .map(|p| {
+                p["document"]["model"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        (cache, models)
+    };
+    assert_eq!(
+        search().await,
+        ("miss".to_owned(), vec!["X11 Silver".to_owned()])
+    );
+    assert_eq!(
+        search().await,
+        ("hit".to_owned(), vec!["X11 Silver".to_owned()])
+    );
+    // Another query is its own entry.
+    let other = app
+        .get_authed("/v1/catalog/search?q=kmc&limit=5", &athlete.access_token)
+        .await;
+    assert_eq!(other.headers()["x-cache"], "miss");
+    // An import changes the product: the very next search sees it.
+    let imported = import(&app, &admin_token, row("X11 Gold")).await;
+    assert_eq!(imported.status(), StatusCode::OK);
+    assert_eq!(
+        search().await,
+        ("miss".to_owned(), vec!["X11 Gold".to_owned()])
+    );
+    assert_eq!(
+        search().await,
+        ("hit".to_owned(), vec!["X11 Gold".to_owned()])
+    );
+    // A refused feed changes nothing and keeps the cache.
+    let refused = import(&app, &admin_token, "{\"partner\": \"velo\"}".to_owned()).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        search().await,
+        ("hit".to_owned(), vec!["X11 Gold".to_owned()])
+    );
+}

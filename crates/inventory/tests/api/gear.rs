@@ -478,3 +478,109 @@ async fn components_move_between_bikes_with_dates() {
         .expect("json");
     assert_eq!(after["bike_id"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_retried_creation_with_the_same_idempotency_key_creates_one_item() {
+    let app = spawn_app().await;
+    let athlete = app.new_account().await;
+    let body = json!({"kind": "shoes", "name": "Race flats", "sports": ["run"]});
+    let send = |token: String, key: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/v1/gear"))
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    let token = athlete.access_token.clone();
+    // A retry racing the first request still makes one item.
+    let (first, second) = tokio::join!(
+        send(token.clone(), "shoes-1", body.clone()),
+        send(token.clone(), "shoes-1", body.clone())
+    );
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert_eq!(second.status(), StatusCode::CREATED);
+    let replayed = [&first, &second]
+        .iter()
+        .filter(|response| response.headers().get("idempotent-replayed").is_some())
+        .count();
+    assert_eq!(replayed, 1, "exactly one answer is a replay");
+    let first: Value = first.json().await.expect("json");
+    let second: Value = second.json().await.expect("json");
+    assert_eq!(first["id"], second["id"]);
+    // The same key with another body is refused, and creates nothing.
+    let mut other_body = body.clone();
+    other_body["name"] = json!("Trainers");
+    let problem = assert_problem(
+        send(token.clone(), "shoes-1", other_body).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Idempotency-Key"),
+        "{problem}"
+    );
+    // A bad body with a fresh key is a 400 and records nothing: the key stays usable.
+    assert_problem(
+        send(
+            token.clone(),
+            "shoes-2",
+            json!({"kind": "surfboard", "name": "Board"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let created = send(
+        token.clone(),
+        "shoes-2",
+        json!({"kind": "bike", "name": "Bike"}),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert!(created.headers().get("idempotent-replayed").is_none());
+    // An empty key is a 400.
+    let problem = assert_problem(
+        app.client
+            .post(app.url("/v1/gear"))
+            .bearer_auth(&token)
+            .header("idempotency-key", "  ")
+            .json(&body)
+            .send()
+            .await
+            .expect("sent"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(problem["type"], "urn:stride:problem:validation-error");
+    let listed: Value = app
+        .get_authed("/v1/gear", &token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> = listed["gear"]
+        .as_array()
+        .expect("gear")
+        .iter()
+        .map(|item| item["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["Bike", "Race flats"], "{listed}");
+    // Another user may use the same key for their own item.
+    let other = app.new_account().await;
+    let theirs = send(other.access_token.clone(), "shoes-1", body.clone()).await;
+    assert_eq!(theirs.status(), StatusCode::CREATED);
+    assert!(theirs.headers().get("idempotent-replayed").is_none());
+    assert_ne!(
+        theirs.json::<Value>().await.expect("json")["id"],
+        first["id"]
+    );
+}

@@ -2,12 +2,11 @@
 
 use axum::{
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Duration, Timelike, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use stride_events::{
     Envelope, EventData,
@@ -17,8 +16,9 @@ use stride_events::{
 };
 use stride_platform::{
     auth::AuthUser,
-    error::{ApiError, Problem, is_constraint_violation},
+    error::{ApiError, Problem},
     http::{Json, PageParams, Path, Query, double_option, encode_cursor, idempotency_key},
+    idempotency::{self, Requests},
     outbox,
 };
 use stride_proto::{identity::v1::GetProfilesRequest, inventory::v1::GetGearRequest};
@@ -308,9 +308,7 @@ fn validate(request: CreateActivity, now: DateTime<Utc>) -> Result<NewActivity, 
 fn created(row: ActivityRow, replayed: bool) -> Response {
     let mut response = (StatusCode::CREATED, Json(Activity::from(row))).into_response();
     if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        idempotency::mark_replayed(&mut response);
     }
     response
 }
@@ -340,8 +338,7 @@ async fn create_activity(
     Json(body): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    // serde_json keeps object keys sorted, so equal bodies hash equally.
-    let request_hash = Sha256::digest(body.to_string().as_bytes()).to_vec();
+    let request_hash = Requests::hash(&body);
     let request: CreateActivity = serde_path_to_error::deserialize(body).map_err(|error| {
         ApiError::validation(format!(
             "invalid activity: {}: {}",
@@ -392,29 +389,16 @@ async fn create_activity(
     .bind(sqlx::types::Json(&new.summary))
     .fetch_one(&mut *tx)
     .await?;
-    if let Some(key) = &key {
-        let recorded = sqlx::query(
-            "INSERT INTO activity_requests (owner_id, key, request_hash, activity_id)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(user.user_id)
-        .bind(key)
-        .bind(&request_hash)
-        .bind(id)
-        .execute(&mut *tx)
-        .await;
-        if let Err(error) = recorded {
-            if is_constraint_violation(&error, "activity_requests_pkey") {
-                // A concurrent request with the same key won; answer as it did.
-                tx.rollback().await.ok();
-                return replay(&training, user.user_id, key, &request_hash)
-                    .await?
-                    .ok_or_else(|| {
-                        ApiError::conflict("a request with this Idempotency-Key is in progress")
-                    });
-            }
-            return Err(error.into());
-        }
+    if let Some(key) = &key
+        && !REQUESTS
+            .record(&mut tx, user.user_id, key, &request_hash, id)
+            .await?
+    {
+        // A concurrent request with the same key won; answer as it did.
+        tx.rollback().await.ok();
+        return replay(&training, user.user_id, key, &request_hash)
+            .await?
+            .ok_or_else(idempotency::in_progress);
     }
     match new.status {
         Status::Active => {
@@ -445,28 +429,24 @@ async fn create_activity(
     Ok(created(row, false))
 }
 
+/// `POST /v1/activities` requests by `Idempotency-Key`.
+const REQUESTS: Requests = Requests {
+    table: "activity_requests",
+    resource_column: "activity_id",
+};
+
 async fn replay(
     training: &Training,
     owner: Uuid,
     key: &str,
     request_hash: &[u8],
 ) -> Result<Option<Response>, ApiError> {
-    let previous: Option<(Vec<u8>, Uuid)> = sqlx::query_as(
-        "SELECT request_hash, activity_id FROM activity_requests WHERE owner_id = $1 AND key = $2",
-    )
-    .bind(owner)
-    .bind(key)
-    .fetch_optional(&training.db)
-    .await?;
-    let Some((hash, activity_id)) = previous else {
+    let Some(activity_id) = REQUESTS
+        .created(&training.db, owner, key, request_hash)
+        .await?
+    else {
         return Ok(None);
     };
-    if hash != request_hash {
-        return Err(ApiError::new(
-            stride_platform::error::ErrorCode::UnprocessableContent,
-            "this Idempotency-Key was used for a different request",
-        ));
-    }
     let mut connection = training.db.acquire().await?;
     let row = store::activity(&mut connection, activity_id)
         .await?
