@@ -213,17 +213,22 @@ pub async fn stats_and_unlocked(
         Vec<f64>,
         Vec<String>,
     ) = sqlx::query_as(
-        "SELECT count(*),
-                coalesce(sum(elevation_gain_m), 0)::double precision,
-                coalesce(max(moving_time_s), 0)::double precision,
-                min(local_hour),
+        "WITH by_sport AS (
+             SELECT sport, count(*) AS workouts, sum(distance_m) AS distance,
+                    sum(elevation_gain_m) AS elevation, max(moving_time_s) AS longest,
+                    min(local_hour) AS earliest
+             FROM activity_points WHERE user_id = $1 GROUP BY sport
+         )
+         SELECT coalesce(sum(workouts), 0)::bigint,
+                coalesce(sum(elevation), 0)::double precision,
+                coalesce(max(longest), 0)::double precision,
+                min(earliest),
                 ARRAY(SELECT DISTINCT local_day FROM activity_points WHERE user_id = $1),
-                ARRAY(SELECT sport FROM activity_points WHERE user_id = $1
-                      GROUP BY sport ORDER BY sport),
-                ARRAY(SELECT sum(distance_m)::double precision FROM activity_points
-                      WHERE user_id = $1 GROUP BY sport ORDER BY sport),
+                coalesce(array_agg(sport ORDER BY sport), '{}'::text[]),
+                coalesce(array_agg(distance::double precision ORDER BY sport),
+                         '{}'::double precision[]),
                 ARRAY(SELECT achievement_id FROM achievements_unlocked WHERE user_id = $1)
-         FROM activity_points WHERE user_id = $1",
+         FROM by_sport",
     )
     .bind(user)
     .fetch_one(&mut *connection)

@@ -150,7 +150,7 @@ impl Board {
     }
 
     fn built_key(&self, redis: &Redis) -> String {
-        format!("{}:built", self.key(redis))
+        built_key(&self.key(redis))
     }
 
     /// Every board a workout of `sport` starting at `at` counts on.
@@ -183,6 +183,11 @@ impl Board {
         .fetch_all(db)
         .await
     }
+}
+
+/// The mark that the board at `key` was built from PostgreSQL.
+fn built_key(key: &str) -> String {
+    format!("{key}:built")
 }
 
 /// A user's totals of one sport on one UTC day: distance, moving time, elevation gain and
@@ -249,7 +254,7 @@ pub async fn refresh(
     let mut connection = redis.connection();
     let mut pipe = redis::pipe();
     for key in &keys {
-        pipe.exists(format!("{key}:built"));
+        pipe.exists(built_key(key));
     }
     let built: Vec<bool> = pipe.query_async(&mut connection).await?;
     let built: HashSet<&str> = keys

@@ -13,7 +13,7 @@ use std::{net::IpAddr, time::Duration};
 
 use redis::AsyncCommands;
 use sha2::{Digest, Sha256};
-use stride_platform::cache::Redis;
+use stride_platform::cache::{Redis, hex};
 
 /// One throttling rule.
 #[derive(Debug, Clone, Copy)]
@@ -190,10 +190,6 @@ impl Throttle {
             .query_async::<()>(&mut redis)
             .await
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -64,3 +64,8 @@ impl Redis {
         Ok(())
     }
 }
+
+/// `bytes` as lowercase hex, for digests that become part of a key.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}

@@ -14,6 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use stride_platform::{
     auth::AuthUser,
+    cache::hex,
     error::{ApiError, Problem},
     http::{Json, Path, Query},
 };
@@ -417,11 +418,11 @@ async fn cache_key(inventory: &Inventory, filters: &SearchFilters) -> redis::Red
         filters.attributes,
         filters.limit
     ]);
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
-    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-    Ok(inventory
-        .redis
-        .key(format!("catalog:search:{}:{hex}", generation.unwrap_or(0))))
+    let digest = hex(&Sha256::digest(canonical.to_string().as_bytes()));
+    Ok(inventory.redis.key(format!(
+        "catalog:search:{}:{digest}",
+        generation.unwrap_or(0)
+    )))
 }
 
 /// A JSON answer from bytes, saying whether the cache had it.
