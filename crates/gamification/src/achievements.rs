@@ -3,6 +3,12 @@
 //! Each achievement is a rule over a user's counted workouts ([`Stats`]); it is evaluated
 //! whenever a workout is counted, unlocked once (`achievements_unlocked` has one row per
 //! user and achievement) and never taken back, even if the workout is later deleted.
+//!
+//! Because nothing is taken back, counting a workout only needs what that workout can change
+//! ([`stats_with`]): the user's running totals (a few rows), the run of consecutive days
+//! through its day, and its own start hour and moving time. A rule that some earlier workout
+//! met was unlocked when that workout was counted. The cost of a workout therefore does not
+//! grow with the user's history; the catalogue's progress ([`stats`]) still reads it whole.
 
 use std::collections::HashMap;
 
@@ -131,11 +137,13 @@ pub struct Stats {
     pub distance_by_sport: HashMap<String, f64>,
     /// Metres climbed.
     pub elevation_m: f64,
-    /// The longest run of consecutive days with a workout, ending on the latest such day.
+    /// Consecutive days with a workout: ending on the latest such day for the catalogue's
+    /// progress ([`stats`]), through the counted workout's day when it is counted
+    /// ([`stats_with`]).
     pub current_streak: u32,
-    /// The earliest local start hour of any workout.
+    /// The earliest local start hour of any workout (of the counted one, when counting).
     pub earliest_hour: Option<u32>,
-    /// The longest moving time of one workout.
+    /// The longest moving time of one workout (of the counted one, when counting).
     pub longest_moving_s: f64,
 }
 
@@ -191,19 +199,97 @@ pub fn streak(days: &[NaiveDate]) -> u32 {
     count
 }
 
-/// A user's stats from the counted workouts.
-pub async fn stats(connection: &mut PgConnection, user: Uuid) -> sqlx::Result<Stats> {
-    Ok(stats_and_unlocked(connection, user).await?.0)
+/// Consecutive days through `day` (counted whether or not `days` holds it) among `days` (any
+/// order, repeats allowed).
+pub fn run_through(days: &[NaiveDate], day: NaiveDate) -> u32 {
+    let held: std::collections::HashSet<NaiveDate> = days.iter().copied().collect();
+    let mut count = 1;
+    let mut earlier = day - Duration::days(1);
+    while held.contains(&earlier) {
+        count += 1;
+        earlier -= Duration::days(1);
+    }
+    let mut later = day + Duration::days(1);
+    while held.contains(&later) {
+        count += 1;
+        later += Duration::days(1);
+    }
+    count
 }
 
-/// A user's stats and the ids of the achievements they unlocked, in one round trip. The
-/// aggregates are computed by PostgreSQL, so the cost does not grow with what is sent back.
-pub async fn stats_and_unlocked(
+/// The longest streak any achievement asks for.
+pub fn longest_streak_asked() -> u32 {
+    CATALOGUE
+        .iter()
+        .filter_map(|achievement| match achievement.rule {
+            Rule::Streak(days) => Some(days),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(1)
+}
+
+/// A workout being counted, as the rules see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Workout {
+    /// Its day in the owner's time zone.
+    pub local_day: NaiveDate,
+    /// Its start hour in the owner's time zone.
+    pub local_hour: u32,
+    /// Seconds in motion.
+    pub moving_time_s: f64,
+}
+
+/// What the rules look at when `workout` is counted, and the achievements already unlocked,
+/// in one round trip whose cost does not grow with the user's history: totals from
+/// `running_totals`, the days within the longest asked streak on either side of the workout's
+/// day (the streak is the run through that day), and the workout's own hour and moving time
+/// for the single-workout rules.
+pub async fn stats_with(
     connection: &mut PgConnection,
     user: Uuid,
+    workout: &Workout,
 ) -> sqlx::Result<(Stats, Vec<String>)> {
+    let reach = i32::try_from(longest_streak_asked()).unwrap_or(i32::MAX) - 1;
     #[allow(clippy::type_complexity)]
-    let (workouts, elevation, longest, earliest, days, sports, distances, unlocked): (
+    let (workouts, elevation, sports, distances, days, unlocked): (
+        i64,
+        f64,
+        Vec<String>,
+        Vec<f64>,
+        Vec<NaiveDate>,
+        Vec<String>,
+    ) = sqlx::query_as(
+        "SELECT coalesce(sum(workouts), 0)::bigint,
+                coalesce(sum(elevation_gain_m), 0)::double precision,
+                coalesce(array_agg(sport ORDER BY sport), '{}'::text[]),
+                coalesce(array_agg(distance_m ORDER BY sport), '{}'::double precision[]),
+                ARRAY(SELECT DISTINCT local_day FROM activity_points
+                      WHERE user_id = $1 AND local_day BETWEEN $2 - $3 AND $2 + $3),
+                ARRAY(SELECT achievement_id FROM achievements_unlocked WHERE user_id = $1)
+         FROM running_totals WHERE user_id = $1 AND period = 'all'",
+    )
+    .bind(user)
+    .bind(workout.local_day)
+    .bind(reach)
+    .fetch_one(&mut *connection)
+    .await?;
+    let stats = Stats {
+        workouts: u32::try_from(workouts).unwrap_or(u32::MAX),
+        distance_by_sport: sports.into_iter().zip(distances).collect(),
+        elevation_m: elevation,
+        current_streak: run_through(&days, workout.local_day),
+        earliest_hour: Some(workout.local_hour),
+        longest_moving_s: workout.moving_time_s,
+    };
+    Ok((stats, unlocked))
+}
+
+/// A user's stats from all their counted workouts (the catalogue's progress). The aggregates
+/// are computed by PostgreSQL, so the cost does not grow with what is sent back.
+pub async fn stats(connection: &mut PgConnection, user: Uuid) -> sqlx::Result<Stats> {
+    #[allow(clippy::type_complexity)]
+    let (workouts, elevation, longest, earliest, days, sports, distances): (
         i64,
         f64,
         f64,
@@ -211,7 +297,6 @@ pub async fn stats_and_unlocked(
         Vec<NaiveDate>,
         Vec<String>,
         Vec<f64>,
-        Vec<String>,
     ) = sqlx::query_as(
         "WITH by_sport AS (
              SELECT sport, count(*) AS workouts, sum(distance_m) AS distance,
@@ -226,8 +311,7 @@ pub async fn stats_and_unlocked(
                 ARRAY(SELECT DISTINCT local_day FROM activity_points WHERE user_id = $1),
                 coalesce(array_agg(sport ORDER BY sport), '{}'::text[]),
                 coalesce(array_agg(distance::double precision ORDER BY sport),
-                         '{}'::double precision[]),
-                ARRAY(SELECT achievement_id FROM achievements_unlocked WHERE user_id = $1)
+                         '{}'::double precision[])
          FROM by_sport",
     )
     .bind(user)
@@ -241,7 +325,7 @@ pub async fn stats_and_unlocked(
         earliest_hour: earliest.map(|hour| u32::try_from(hour).unwrap_or(12)),
         longest_moving_s: longest.max(0.0),
     };
-    Ok((stats, unlocked))
+    Ok(stats)
 }
 
 /// A catalogue entry with the caller's progress.
@@ -325,7 +409,56 @@ mod tests {
         assert_eq!(ids.len(), CATALOGUE.len());
     }
 
+    #[test]
+    fn a_run_goes_both_ways_from_its_day_and_counts_the_day_itself() {
+        let days = [
+            day("2026-11-20"),
+            day("2026-11-22"),
+            day("2026-11-24"),
+            day("2026-11-25"),
+        ];
+        // 2026-11-23 fills the gap: 22, 23, 24, 25.
+        assert_eq!(run_through(&days, day("2026-11-23")), 4);
+        assert_eq!(run_through(&days, day("2026-11-20")), 1);
+        assert_eq!(run_through(&[], day("2026-11-20")), 1);
+    }
+
+    #[test]
+    fn the_longest_streak_asked_is_the_month() {
+        assert_eq!(longest_streak_asked(), 30);
+    }
+
     proptest! {
+        #[test]
+        fn a_run_through_the_latest_day_is_the_current_streak(offsets in proptest::collection::vec(0i64..60, 1..40)) {
+            let base = day("2026-01-01");
+            let days: Vec<NaiveDate> = offsets.iter().map(|o| base + Duration::days(*o)).collect();
+            let latest = *days.iter().max().expect("a day");
+            prop_assert_eq!(run_through(&days, latest), streak(&days));
+        }
+
+        #[test]
+        fn a_run_seen_through_a_window_of_the_longest_asked_streak_decides_as_the_whole_history(
+            offsets in proptest::collection::vec(0i64..120, 0..80),
+            at in 0i64..120,
+        ) {
+            let base = day("2026-01-01");
+            let days: Vec<NaiveDate> = offsets.iter().map(|o| base + Duration::days(*o)).collect();
+            let workout = base + Duration::days(at);
+            let reach = i64::from(longest_streak_asked()) - 1;
+            let window: Vec<NaiveDate> = days
+                .iter()
+                .copied()
+                .filter(|d| (*d - workout).num_days().abs() <= reach)
+                .collect();
+            for asked in [7, longest_streak_asked()] {
+                prop_assert_eq!(
+                    run_through(&window, workout) >= asked,
+                    run_through(&days, workout) >= asked
+                );
+            }
+        }
+
         #[test]
         fn a_streak_is_at_most_the_number_of_distinct_days(offsets in proptest::collection::vec(0i64..60, 0..40)) {
             let base = day("2026-01-01");

@@ -20,9 +20,46 @@ use uuid::Uuid;
 
 use crate::{
     NAME, achievements,
-    leaderboards::{self, Board},
+    leaderboards::{self, Board, Figures, Totals},
     rules,
 };
+
+/// The end of a statement that adds a [`Totals`] (binds `$2` user, `$3`–`$9` the columns)
+/// to `running_totals`. A (period, sport) left with no workout is zeroed, so no rounding
+/// residue of added and removed distances keeps a user on a board.
+macro_rules! add_totals {
+    () => {
+        "INSERT INTO running_totals (user_id, period, sport, workouts, distance_m,
+             moving_time_s, elevation_gain_m, points)
+         SELECT $2, * FROM unnest($3::text[], $4::text[], $5::bigint[],
+             $6::double precision[], $7::double precision[], $8::double precision[],
+             $9::bigint[])
+         ON CONFLICT (user_id, period, sport) DO UPDATE SET
+             workouts = running_totals.workouts + excluded.workouts,
+             distance_m = CASE WHEN running_totals.workouts + excluded.workouts = 0 THEN 0
+                 ELSE running_totals.distance_m + excluded.distance_m END,
+             moving_time_s = CASE WHEN running_totals.workouts + excluded.workouts = 0 THEN 0
+                 ELSE running_totals.moving_time_s + excluded.moving_time_s END,
+             elevation_gain_m = CASE WHEN running_totals.workouts + excluded.workouts = 0
+                 THEN 0 ELSE running_totals.elevation_gain_m + excluded.elevation_gain_m END,
+             points = running_totals.points + excluded.points"
+    };
+}
+
+/// Binds a [`Totals`] as `$3`–`$9` (after `$1` and `$2`).
+fn bind_totals<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    totals: &'q Totals,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&totals.periods)
+        .bind(&totals.sports)
+        .bind(&totals.workouts)
+        .bind(&totals.distance_m)
+        .bind(&totals.moving_time_s)
+        .bind(&totals.elevation_gain_m)
+        .bind(&totals.points)
+}
 
 /// The gamification consumer.
 #[derive(Debug, Clone)]
@@ -46,8 +83,8 @@ fn local_time(zone: Option<&str>, at: DateTime<Utc>) -> (chrono::NaiveDate, u32)
 struct Known {
     /// Deleted before (its later events change nothing).
     deleted: bool,
-    /// The points it earned, if it was counted.
-    points: Option<i64>,
+    /// What it counted for, if it was counted.
+    before: Option<Figures>,
     /// Its owner's time zone, if known.
     zone: Option<String>,
     /// Whether its owner takes part in a challenge, not completed yet, whose window holds its
@@ -59,26 +96,58 @@ async fn known(
     connection: &mut PgConnection,
     activity: &ActivitySnapshot,
 ) -> anyhow::Result<Known> {
-    let (deleted, points, zone, in_challenge): (bool, Option<i64>, Option<String>, bool) =
-        sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM deleted_activities WHERE activity_id = $1),
-                    (SELECT points FROM activity_points WHERE activity_id = $1),
-                    (SELECT time_zone FROM user_zones WHERE user_id = $2),
-                    EXISTS (SELECT 1 FROM challenge_participants p
-                            JOIN challenges c ON c.id = p.challenge_id
-                            WHERE p.user_id = $2 AND p.completed_at IS NULL
-                              AND c.starts_at <= $3 AND $3 < c.ends_at)",
-        )
-        .bind(activity.activity_id)
-        .bind(activity.owner_id)
-        .bind(activity.start_time)
-        .fetch_one(&mut *connection)
-        .await?;
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        deleted: bool,
+        zone: Option<String>,
+        in_challenge: bool,
+        sport: Option<String>,
+        start_time: Option<DateTime<Utc>>,
+        distance_m: Option<f64>,
+        moving_time_s: Option<f64>,
+        elevation_gain_m: Option<f64>,
+        points: Option<i64>,
+    }
+    let row: Row = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM deleted_activities WHERE activity_id = $1) AS deleted,
+                (SELECT time_zone FROM user_zones WHERE user_id = $2) AS zone,
+                EXISTS (SELECT 1 FROM challenge_participants p
+                        JOIN challenges c ON c.id = p.challenge_id
+                        WHERE p.user_id = $2 AND p.completed_at IS NULL
+                          AND c.starts_at <= $3 AND $3 < c.ends_at) AS in_challenge,
+                a.sport, a.start_time, a.distance_m, a.moving_time_s, a.elevation_gain_m,
+                a.points
+         FROM (SELECT 1) AS one LEFT JOIN activity_points a ON a.activity_id = $1",
+    )
+    .bind(activity.activity_id)
+    .bind(activity.owner_id)
+    .bind(activity.start_time)
+    .fetch_one(&mut *connection)
+    .await?;
+    let before = match row {
+        Row {
+            sport: Some(sport),
+            start_time: Some(start_time),
+            distance_m: Some(distance_m),
+            moving_time_s: Some(moving_time_s),
+            elevation_gain_m: Some(elevation_gain_m),
+            points: Some(points),
+            ..
+        } => Some(Figures {
+            sport,
+            start_time,
+            distance_m,
+            moving_time_s,
+            elevation_gain_m,
+            points,
+        }),
+        _ => None,
+    };
     Ok(Known {
-        deleted,
-        points,
-        zone,
-        in_challenge,
+        deleted: row.deleted,
+        before,
+        zone: row.zone,
+        in_challenge: row.in_challenge,
     })
 }
 
@@ -148,13 +217,15 @@ async fn entry(
     Ok(())
 }
 
-/// Unlocks every achievement the user now meets and has not unlocked; never takes one back.
+/// Unlocks every achievement the user meets now that `workout` is counted and has not
+/// unlocked; never takes one back.
 async fn unlock_achievements(
     connection: &mut PgConnection,
     user: Uuid,
     activity: Uuid,
+    workout: &achievements::Workout,
 ) -> anyhow::Result<()> {
-    let (stats, unlocked) = achievements::stats_and_unlocked(connection, user).await?;
+    let (stats, unlocked) = achievements::stats_with(connection, user, workout).await?;
     for achievement in achievements::CATALOGUE {
         if achievements::met(achievement.rule, &stats)
             && !unlocked.iter().any(|id| id == achievement.id)
@@ -291,14 +362,18 @@ async fn complete_challenges(
 
 struct Counted {
     points: i64,
+    /// What the achievements look at.
+    workout: achievements::Workout,
 }
 
-/// Records what `activity` counts for and returns its points, under the cap of its day given
-/// the day's other workouts.
+/// Records what `activity` counts for (replacing `before`, what it counted for until now) and
+/// returns its points, under the cap of its day given the day's other workouts. The owner's
+/// running totals move with it, in the same statement.
 async fn count(
     connection: &mut PgConnection,
     activity: &ActivitySnapshot,
     zone: Option<&str>,
+    before: Option<&Figures>,
 ) -> anyhow::Result<Option<Counted>> {
     let Some(start) = activity.start_time else {
         return Ok(None);
@@ -320,27 +395,46 @@ async fn count(
     .fetch_one(&mut *connection)
     .await?;
     let points = rules::capped(rules::raw_points(&activity.sport, moving, distance), others);
-    sqlx::query(
-        "INSERT INTO activity_points (activity_id, user_id, sport, local_day, start_time,
-            distance_m, moving_time_s, elevation_gain_m, points, local_hour)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (activity_id) DO UPDATE SET sport = $3, local_day = $4, start_time = $5,
-            distance_m = $6, moving_time_s = $7, elevation_gain_m = $8, points = $9,
-            local_hour = $10",
-    )
+    let after = Figures {
+        sport: activity.sport.clone(),
+        start_time: start,
+        distance_m: distance,
+        moving_time_s: moving,
+        elevation_gain_m: summary.elevation_gain_m.unwrap_or(0.0),
+        points,
+    };
+    let totals = Totals::change(before, Some(&after));
+    let query = sqlx::query(concat!(
+        "WITH counted AS (
+             INSERT INTO activity_points (activity_id, user_id, sport, local_day, start_time,
+                 distance_m, moving_time_s, elevation_gain_m, points, local_hour)
+             VALUES ($1, $2, $10, $11, $12, $13, $14, $15, $16, $17)
+             ON CONFLICT (activity_id) DO UPDATE SET sport = $10, local_day = $11,
+                 start_time = $12, distance_m = $13, moving_time_s = $14,
+                 elevation_gain_m = $15, points = $16, local_hour = $17
+         ) ",
+        add_totals!()
+    ))
     .bind(activity.activity_id)
-    .bind(activity.owner_id)
-    .bind(&activity.sport)
-    .bind(day)
-    .bind(start)
-    .bind(distance)
-    .bind(moving)
-    .bind(summary.elevation_gain_m.unwrap_or(0.0))
-    .bind(points)
-    .bind(i32::try_from(hour).unwrap_or(12))
-    .execute(&mut *connection)
-    .await?;
-    Ok(Some(Counted { points }))
+    .bind(activity.owner_id);
+    let query = bind_totals(query, &totals)
+        .bind(&after.sport)
+        .bind(day)
+        .bind(start)
+        .bind(after.distance_m)
+        .bind(after.moving_time_s)
+        .bind(after.elevation_gain_m)
+        .bind(points)
+        .bind(i32::try_from(hour).unwrap_or(12));
+    query.execute(&mut *connection).await?;
+    Ok(Some(Counted {
+        points,
+        workout: achievements::Workout {
+            local_day: day,
+            local_hour: hour,
+            moving_time_s: moving,
+        },
+    }))
 }
 
 impl Points {
@@ -350,10 +444,11 @@ impl Points {
             let activity = finished.activity;
             let known = known(connection, &activity).await?;
             // Already counted (an update arrived first) or deleted: nothing to do.
-            if known.deleted || known.points.is_some() {
+            if known.deleted || known.before.is_some() {
                 return Ok(());
             }
-            if let Some(counted) = count(connection, &activity, known.zone.as_deref()).await? {
+            if let Some(counted) = count(connection, &activity, known.zone.as_deref(), None).await?
+            {
                 let km = activity.summary.distance_m.unwrap_or(0.0) / 1000.0;
                 let reason = format!("workout: {} {km:.1} km", activity.sport);
                 entry(
@@ -364,7 +459,13 @@ impl Points {
                     Some(activity.activity_id),
                 )
                 .await?;
-                unlock_achievements(connection, activity.owner_id, activity.activity_id).await?;
+                unlock_achievements(
+                    connection,
+                    activity.owner_id,
+                    activity.activity_id,
+                    &counted.workout,
+                )
+                .await?;
                 if known.in_challenge {
                     complete_challenges(connection, &activity).await?;
                 }
@@ -378,10 +479,13 @@ impl Points {
             }
             // Updates are only published for finished workouts: one that arrives before the
             // finish counts the workout as it is now, and the late finish changes nothing.
-            if let Some(counted) = count(connection, &activity, known.zone.as_deref()).await? {
-                let (amount, reason) = match known.points {
+            let before = known.before.as_ref();
+            if let Some(counted) =
+                count(connection, &activity, known.zone.as_deref(), before).await?
+            {
+                let (amount, reason) = match before {
                     Some(before) => (
-                        counted.points - before,
+                        counted.points - before.points,
                         "correction: the workout changed".to_owned(),
                     ),
                     None => (counted.points, format!("workout: {}", activity.sport)),
@@ -394,7 +498,13 @@ impl Points {
                     Some(activity.activity_id),
                 )
                 .await?;
-                unlock_achievements(connection, activity.owner_id, activity.activity_id).await?;
+                unlock_achievements(
+                    connection,
+                    activity.owner_id,
+                    activity.activity_id,
+                    &counted.workout,
+                )
+                .await?;
                 if known.in_challenge {
                     complete_challenges(connection, &activity).await?;
                 }
@@ -402,22 +512,30 @@ impl Points {
         } else if event.is::<ActivityDeleted>() {
             let deleted: ActivityDeleted = event.decode()?;
             let activity = deleted.activity;
-            let points: Option<i64> =
-                sqlx::query_scalar("SELECT points FROM activity_points WHERE activity_id = $1")
-                    .bind(activity.activity_id)
-                    .fetch_optional(&mut *connection)
-                    .await?;
-            if let Some(points) = points {
+            let before: Option<Figures> = sqlx::query_as(
+                "SELECT sport, start_time, distance_m, moving_time_s, elevation_gain_m, points
+                 FROM activity_points WHERE activity_id = $1",
+            )
+            .bind(activity.activity_id)
+            .fetch_optional(&mut *connection)
+            .await?;
+            if let Some(before) = before {
                 entry(
                     connection,
                     activity.owner_id,
-                    -points,
+                    -before.points,
                     "correction: the workout was deleted",
                     Some(activity.activity_id),
                 )
                 .await?;
-                sqlx::query("DELETE FROM activity_points WHERE activity_id = $1")
-                    .bind(activity.activity_id)
+                let totals = Totals::change(Some(&before), None);
+                let query = sqlx::query(concat!(
+                    "WITH gone AS (DELETE FROM activity_points WHERE activity_id = $1) ",
+                    add_totals!()
+                ))
+                .bind(activity.activity_id)
+                .bind(activity.owner_id);
+                bind_totals(query, &totals)
                     .execute(&mut *connection)
                     .await?;
             }
@@ -453,6 +571,7 @@ impl Points {
                 "ledger",
                 "balances",
                 "activity_points",
+                "running_totals",
                 "user_zones",
                 "redemptions",
                 "deleted_activities",

@@ -1,11 +1,15 @@
 //! Leaderboards: Redis sorted sets per metric, sport and period, holding absolute scores
 //! derived from PostgreSQL. Redis is only a cache: a board whose "built" mark is missing (a new
-//! board, or a flushed or restarted Redis) is rebuilt from `activity_points` before it is
-//! read, and updates write absolute values, so replays are harmless.
+//! board, or a flushed or restarted Redis) is rebuilt from PostgreSQL before it is read, and
+//! updates write absolute values, so replays are harmless.
+//!
+//! Scores come from `running_totals`: each user's totals per sport and period, kept with
+//! `activity_points` in the consumer's transaction (see [`Totals`]), so neither a refresh nor a
+//! rebuild sums a user's whole history.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -75,6 +79,11 @@ impl Period {
     /// Every period.
     pub const ALL: [Period; 4] = [Period::Week, Period::Month, Period::Year, Period::All];
 
+    /// The names of the periods containing `at`, in [`Period::ALL`]'s order.
+    pub fn names(at: DateTime<Utc>) -> [String; 4] {
+        Period::ALL.map(|period| period.window(at).0)
+    }
+
     /// The period's name for `at` (UTC) and its bounds.
     pub fn window(self, at: DateTime<Utc>) -> (String, Option<Bounds>) {
         use chrono::{Duration, NaiveDate, TimeZone};
@@ -125,18 +134,15 @@ pub struct Board {
     pub sport: Option<String>,
     /// The period's name (`w2026-48`, `m2026-11`, `y2026`, `all`).
     pub period: String,
-    bounds: Option<Bounds>,
 }
 
 impl Board {
     /// The board of `metric`, `sport` and the `period` containing `at`.
     pub fn new(metric: Metric, sport: Option<String>, period: Period, at: DateTime<Utc>) -> Self {
-        let (name, bounds) = period.window(at);
         Self {
             metric,
             sport,
-            period: name,
-            bounds,
+            period: period.window(at).0,
         }
     }
 
@@ -165,23 +171,32 @@ impl Board {
         boards
     }
 
-    /// Every user's score on this board, from PostgreSQL.
+    /// Every user's score on this board, from their running totals.
     async fn scores(&self, db: &PgPool) -> sqlx::Result<Vec<(Uuid, f64)>> {
-        let (from, to) = self.bounds.unzip();
+        let column = self.metric.column();
         sqlx::query_as(&format!(
-            "SELECT user_id, sum({})::double precision FROM activity_points
-             WHERE ($1::text IS NULL OR sport = $1)
-               AND ($2::timestamptz IS NULL OR start_time >= $2)
-               AND ($3::timestamptz IS NULL OR start_time < $3)
-             GROUP BY user_id HAVING sum({}) > 0",
-            self.metric.column(),
-            self.metric.column()
+            "SELECT user_id, sum({column})::double precision FROM running_totals
+             WHERE period = $1 AND ($2::text IS NULL OR sport = $2)
+             GROUP BY user_id HAVING sum({column}) > 0"
         ))
+        .bind(&self.period)
         .bind(&self.sport)
-        .bind(from)
-        .bind(to)
         .fetch_all(db)
         .await
+    }
+
+    /// Whether a user's totals of `sport` over `period` count on this board.
+    fn counts(&self, period: &str, sport: &str) -> bool {
+        self.period == period && self.sport.as_deref().is_none_or(|own| own == sport)
+    }
+
+    /// A user's score on this board from their running totals.
+    fn score_of(&self, totals: &[TotalsRow]) -> f64 {
+        totals
+            .iter()
+            .filter(|row| self.counts(&row.period, &row.sport))
+            .map(|row| row.value(self.metric))
+            .sum()
     }
 }
 
@@ -190,53 +205,105 @@ fn built_key(key: &str) -> String {
     format!("{key}:built")
 }
 
-/// A user's totals of one sport on one UTC day: distance, moving time, elevation gain and
-/// points, in [`Metric::ALL`]'s order.
+/// One row of `running_totals`.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-struct DayTotals {
+struct TotalsRow {
     user_id: Uuid,
+    period: String,
     sport: String,
-    day: NaiveDate,
-    distance: f64,
-    moving_time: f64,
-    elevation_gain: f64,
+    distance_m: f64,
+    moving_time_s: f64,
+    elevation_gain_m: f64,
     points: f64,
 }
 
-impl DayTotals {
+impl TotalsRow {
     fn value(&self, metric: Metric) -> f64 {
         match metric {
-            Metric::Distance => self.distance,
-            Metric::MovingTime => self.moving_time,
-            Metric::ElevationGain => self.elevation_gain,
+            Metric::Distance => self.distance_m,
+            Metric::MovingTime => self.moving_time_s,
+            Metric::ElevationGain => self.elevation_gain_m,
             Metric::Points => self.points,
         }
     }
 }
 
-impl Board {
-    /// Whether a workout of `sport` on the UTC `day` counts on this board (periods begin and
-    /// end at UTC midnights, so a day is wholly inside or outside).
-    fn counts(&self, sport: &str, day: NaiveDate) -> bool {
-        self.sport.as_deref().is_none_or(|own| own == sport)
-            && self
-                .bounds
-                .is_none_or(|(from, to)| from.date_naive() <= day && day < to.date_naive())
-    }
+/// What a counted workout contributes to its owner's running totals.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Figures {
+    /// Its sport.
+    pub sport: String,
+    /// Its start, which decides its periods.
+    pub start_time: DateTime<Utc>,
+    /// Metres.
+    pub distance_m: f64,
+    /// Seconds in motion.
+    pub moving_time_s: f64,
+    /// Metres climbed.
+    pub elevation_gain_m: f64,
+    /// Points earned.
+    pub points: i64,
+}
 
-    /// A user's score on this board from their day totals.
-    fn score_of(&self, days: &[DayTotals]) -> f64 {
-        days.iter()
-            .filter(|day| self.counts(&day.sport, day.day))
-            .map(|day| day.value(self.metric))
-            .sum()
+/// Changes to a user's `running_totals`, by (period, sport), as columns for `unnest`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Totals {
+    /// Period names.
+    pub periods: Vec<String>,
+    /// Sports.
+    pub sports: Vec<String>,
+    /// Workouts added (negative: taken away).
+    pub workouts: Vec<i64>,
+    /// Metres.
+    pub distance_m: Vec<f64>,
+    /// Seconds in motion.
+    pub moving_time_s: Vec<f64>,
+    /// Metres climbed.
+    pub elevation_gain_m: Vec<f64>,
+    /// Points.
+    pub points: Vec<i64>,
+}
+
+impl Totals {
+    /// What replacing `before` by `after` (either absent: a workout counted for the first
+    /// time, or deleted) changes, one entry per (period, sport) that changes.
+    pub fn change(before: Option<&Figures>, after: Option<&Figures>) -> Self {
+        type Sums = (i64, f64, f64, f64, i64);
+        let mut by_key: BTreeMap<(String, String), Sums> = BTreeMap::new();
+        for (figures, sign) in [(before, -1), (after, 1)] {
+            let Some(figures) = figures else { continue };
+            let factor = sign as f64;
+            for period in Period::names(figures.start_time) {
+                let sums = by_key.entry((period, figures.sport.clone())).or_default();
+                sums.0 += sign;
+                sums.1 += factor * figures.distance_m;
+                sums.2 += factor * figures.moving_time_s;
+                sums.3 += factor * figures.elevation_gain_m;
+                sums.4 += sign * figures.points;
+            }
+        }
+        let mut totals = Totals::default();
+        for ((period, sport), (workouts, distance, moving, elevation, points)) in by_key {
+            if workouts == 0 && distance == 0.0 && moving == 0.0 && elevation == 0.0 && points == 0
+            {
+                continue;
+            }
+            totals.periods.push(period);
+            totals.sports.push(sport);
+            totals.workouts.push(workouts);
+            totals.distance_m.push(distance);
+            totals.moving_time_s.push(moving);
+            totals.elevation_gain_m.push(elevation);
+            totals.points.push(points);
+        }
+        totals
     }
 }
 
 /// Writes users' absolute scores on their `boards` (only boards already built; the others
 /// are rebuilt whole when first read). However many users and boards, this is one Redis round
-/// trip to learn which boards are built, one PostgreSQL query for the users' totals and one
-/// Redis round trip for the scores.
+/// trip to learn which boards are built, one PostgreSQL query for the users' running totals of
+/// those periods and one Redis round trip for the scores.
 pub async fn refresh(
     db: &PgPool,
     redis: &Redis,
@@ -279,25 +346,28 @@ pub async fn refresh(
     let mut users: Vec<Uuid> = work.iter().map(|(user, _, _)| *user).collect();
     users.sort_unstable();
     users.dedup();
-    let totals: Vec<DayTotals> = sqlx::query_as(
-        "SELECT user_id, sport, (start_time AT TIME ZONE 'UTC')::date AS day,
-                sum(distance_m)::double precision AS distance,
-                sum(moving_time_s)::double precision AS moving_time,
-                sum(elevation_gain_m)::double precision AS elevation_gain,
-                sum(points)::double precision AS points
-         FROM activity_points WHERE user_id = ANY($1)
-         GROUP BY 1, 2, 3 ORDER BY 1, 3, 2",
+    let mut periods: Vec<&str> = work
+        .iter()
+        .map(|(_, board, _)| board.period.as_str())
+        .collect();
+    periods.sort_unstable();
+    periods.dedup();
+    let totals: Vec<TotalsRow> = sqlx::query_as(
+        "SELECT user_id, period, sport, distance_m, moving_time_s, elevation_gain_m,
+                points::double precision AS points
+         FROM running_totals WHERE user_id = ANY($1) AND period = ANY($2)",
     )
     .bind(&users)
+    .bind(&periods)
     .fetch_all(db)
     .await?;
-    let mut by_user: HashMap<Uuid, Vec<DayTotals>> = HashMap::new();
-    for day in totals {
-        by_user.entry(day.user_id).or_default().push(day);
+    let mut by_user: HashMap<Uuid, Vec<TotalsRow>> = HashMap::new();
+    for row in totals {
+        by_user.entry(row.user_id).or_default().push(row);
     }
     let mut pipe = redis::pipe();
     for (user, board, key) in &work {
-        let score = by_user.get(user).map_or(0.0, |days| board.score_of(days));
+        let score = by_user.get(user).map_or(0.0, |rows| board.score_of(rows));
         if score > 0.0 {
             pipe.zadd(key, user.to_string(), score).ignore();
         } else {
@@ -402,6 +472,86 @@ pub async fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    type Sums = (i64, f64, f64, f64, i64);
+
+    fn figures(sport: &str, day: i64, metres: f64, points: i64) -> Figures {
+        let start = DateTime::parse_from_rfc3339("2026-01-01T07:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc)
+            + chrono::Duration::days(day);
+        Figures {
+            sport: sport.into(),
+            start_time: start,
+            distance_m: metres,
+            // Binary fractions, so sums in any order are exact.
+            moving_time_s: metres / 2.0,
+            elevation_gain_m: metres / 4.0,
+            points,
+        }
+    }
+
+    fn apply(table: &mut BTreeMap<(String, String), Sums>, totals: &Totals) {
+        for i in 0..totals.periods.len() {
+            let row = table
+                .entry((totals.periods[i].clone(), totals.sports[i].clone()))
+                .or_default();
+            row.0 += totals.workouts[i];
+            row.1 += totals.distance_m[i];
+            row.2 += totals.moving_time_s[i];
+            row.3 += totals.elevation_gain_m[i];
+            row.4 += totals.points[i];
+        }
+        table.retain(|_, row| row.0 != 0);
+    }
+
+    #[test]
+    fn a_change_of_sport_moves_the_figures_between_sports_in_every_period() {
+        let before = figures("run", 0, 10_000.0, 100);
+        let after = figures("walk", 0, 10_000.0, 50);
+        let totals = Totals::change(Some(&before), Some(&after));
+        assert_eq!(totals.periods.len(), 8, "{totals:?}");
+        for i in 0..8 {
+            let sign: i32 = if totals.sports[i] == "run" { -1 } else { 1 };
+            assert_eq!(totals.workouts[i], i64::from(sign));
+            assert_eq!(totals.distance_m[i], f64::from(sign) * 10_000.0);
+        }
+        let same = Totals::change(Some(&before), Some(&before));
+        assert_eq!(
+            same,
+            Totals::default(),
+            "nothing changes, nothing is written"
+        );
+    }
+
+    proptest! {
+        /// Counting, correcting and deleting workouts in any order through `Totals::change`
+        /// leaves the totals a recount of the remaining workouts gives.
+        #[test]
+        fn changes_add_up_to_a_recount(
+            steps in proptest::collection::vec(
+                (0usize..6, proptest::option::of((0usize..3, 0i64..400, 0u32..50_000, 0i64..200))),
+                1..60,
+            )
+        ) {
+            let sports = ["run", "ride", "walk"];
+            let mut workouts: Vec<Option<Figures>> = vec![None; 6];
+            let mut table = BTreeMap::new();
+            for (slot, next) in steps {
+                let after = next.map(|(sport, day, metres, points)| {
+                    figures(sports[sport], day, f64::from(metres), points)
+                });
+                apply(&mut table, &Totals::change(workouts[slot].as_ref(), after.as_ref()));
+                workouts[slot] = after;
+            }
+            let mut recount = BTreeMap::new();
+            for workout in workouts.iter().flatten() {
+                apply(&mut recount, &Totals::change(None, Some(workout)));
+            }
+            prop_assert_eq!(table, recount);
+        }
+    }
 
     #[test]
     fn periods_are_named_and_bounded_in_utc() {

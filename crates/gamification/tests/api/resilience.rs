@@ -159,6 +159,44 @@ async fn events_delivered_twice_and_out_of_order_count_once() {
         .await
         .expect("json");
     assert_eq!(points_board["entries"][0]["score"], 258.0, "{points_board}");
+    // The walk board holds the workout changed to a walk and the reordered walk: the running
+    // totals followed the change of sport.
+    let walks: Value = app
+        .get_authed("/v1/leaderboards/distance?sport=walk", token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(walks["entries"][0]["score"], 7_000.0, "{walks}");
+    // The running totals, kept step by step through updates, deletions and redeliveries,
+    // equal the totals recomputed from what each workout counts for now.
+    let differences: i64 = sqlx::query_scalar(
+        "WITH recomputed AS (
+             SELECT user_id, period, sport, count(*) AS workouts,
+                    sum(distance_m) AS distance_m, sum(moving_time_s) AS moving_time_s,
+                    sum(elevation_gain_m) AS elevation_gain_m, sum(points) AS points
+             FROM activity_points,
+                  LATERAL (VALUES
+                      ('all'),
+                      ('y' || to_char(start_time AT TIME ZONE 'UTC', 'YYYY')),
+                      ('m' || to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM')),
+                      ('w' || to_char(start_time AT TIME ZONE 'UTC', 'IYYY-IW'))
+                  ) AS periods (period)
+             WHERE user_id = $1
+             GROUP BY user_id, period, sport
+         ), kept AS (
+             SELECT user_id, period, sport, workouts, distance_m, moving_time_s,
+                    elevation_gain_m, points
+             FROM running_totals WHERE user_id = $1 AND workouts > 0
+         )
+         SELECT count(*) FROM ((TABLE recomputed EXCEPT TABLE kept)
+                               UNION ALL (TABLE kept EXCEPT TABLE recomputed)) AS d",
+    )
+    .bind(athlete.user_id)
+    .fetch_one(&db)
+    .await
+    .expect("compare");
+    assert_eq!(differences, 0, "running totals differ from a recount");
 }
 
 #[tokio::test]
