@@ -18,6 +18,11 @@
 //! a ride also wears every component attached to the bike when it started. Crossing 80% and
 //! 100% of an item's limit opens an alert and publishes an event through the outbox, once per
 //! threshold.
+//!
+//! The partner catalog keeps each product's document in `catalog_products` and what searches
+//! look at (category, brand, attributes, words) in the narrow `catalog_search`, written by the
+//! same statement. Searches rank and filter there and read documents only for the products
+//! they return; see `http::catalog`.
 
 pub mod domain;
 pub mod events;

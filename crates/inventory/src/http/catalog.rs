@@ -206,11 +206,38 @@ async fn import(
         documents.push(document);
     }
     let upserted = partners.len();
+    // Products and their words in one statement. A row that is already stored as it is
+    // (partners send whole feeds again and again) writes nothing: no new row version, no
+    // index entries, no words recomputed. A change that leaves the words as they were (a
+    // price, the stock) leaves `catalog_search` alone, so it stays small for ranking.
     sqlx::query(
-        "INSERT INTO catalog_products (partner, sku, category, document)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+        "WITH feed AS (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+                 AS feed (partner, sku, category, document)
+         ), written AS (
+             INSERT INTO catalog_products (partner, sku, category, document)
+             SELECT partner, sku, category, document FROM feed
+             ON CONFLICT (partner, sku) DO UPDATE
+                 SET category = excluded.category, document = excluded.document,
+                     updated_at = now()
+                 WHERE (catalog_products.category, catalog_products.document)
+                       IS DISTINCT FROM (excluded.category, excluded.document)
+             RETURNING partner, sku, category, document
+         )
+         INSERT INTO catalog_search (partner, sku, category, brand, attributes, words)
+         SELECT partner, sku, category, lower(document->>'brand'),
+                coalesce(document->'attributes', '{}'::jsonb),
+                to_tsvector('simple', coalesce(document->>'brand', '') || ' ' ||
+                    coalesce(document->>'model', '') || ' ' ||
+                    coalesce(document->>'name', '') || ' ' || category)
+         FROM written
          ON CONFLICT (partner, sku) DO UPDATE
-            SET category = excluded.category, document = excluded.document, updated_at = now()",
+             SET category = excluded.category, brand = excluded.brand,
+                 attributes = excluded.attributes, words = excluded.words
+             WHERE (catalog_search.category, catalog_search.brand, catalog_search.attributes,
+                    catalog_search.words)
+                   IS DISTINCT FROM (excluded.category, excluded.brand, excluded.attributes,
+                                     excluded.words)",
     )
     .bind(&partners)
     .bind(&skus)
@@ -344,49 +371,110 @@ impl SearchFilters {
         Ok(())
     }
 
-    /// The query: only the given filters become conditions, so the planner can use the
-    /// full-text, category, brand and document (GIN) indexes instead of scanning every product.
+    /// The query. Every filter is answered in `catalog_search` (keys, category, brand,
+    /// attributes and words: narrow rows, so ranking or sorting thousands of matches reads
+    /// few pages), and the documents are read by key for the products returned. Text matches
+    /// come best first (by `ts_rank`, ties by partner and SKU); without text, products come
+    /// by partner and SKU.
     fn query(&self) -> sqlx::QueryBuilder<'_, sqlx::Postgres> {
-        let mut query = sqlx::QueryBuilder::new(
-            "SELECT partner, sku, category, document FROM catalog_products WHERE true",
-        );
+        self.with_documents(None)
+    }
+
+    /// For a search without text but with brand or attribute filters: the filters applied to
+    /// the first [`HEAD_ROWS`] products of the category (or of the catalog) in partner and SKU
+    /// order, which an index returns in that order. When that finds `limit` products, they
+    /// are the answer: every other match comes later in the same order. Filters that match
+    /// many products (the searches that would otherwise sort thousands of matches) end here
+    /// after reading a few hundred rows; rarer ones fall through to [`Self::query`], whose
+    /// matches are few.
+    fn head_query(&self) -> Option<sqlx::QueryBuilder<'_, sqlx::Postgres>> {
+        if self.q.is_some() || (self.brand.is_none() && self.attributes.is_empty()) {
+            return None;
+        }
+        Some(self.with_documents(Some(HEAD_ROWS)))
+    }
+
+    /// The best keys ([`Self::push_best_keys`]) joined to their documents, in the same order.
+    fn with_documents(&self, head: Option<i64>) -> sqlx::QueryBuilder<'_, sqlx::Postgres> {
+        let mut query =
+            sqlx::QueryBuilder::new("SELECT p.partner, p.sku, p.category, p.document FROM (");
+        self.push_best_keys(&mut query, head);
+        query.push(") AS best JOIN catalog_products p USING (partner, sku) ORDER BY ");
+        if self.q.is_some() {
+            query.push("best.rank DESC, ");
+        }
+        query.push("p.partner, p.sku");
+        query
+    }
+
+    /// `SELECT partner, sku, rank` of the best `limit` matches in `catalog_search`, among the
+    /// first `head` rows of the category (or of the catalog) in partner and SKU order when
+    /// given.
+    fn push_best_keys<'a>(
+        &'a self,
+        query: &mut sqlx::QueryBuilder<'a, sqlx::Postgres>,
+        head: Option<i64>,
+    ) {
+        query.push("SELECT s.partner, s.sku");
         if let Some(q) = &self.q {
             query
-                .push(" AND search @@ plainto_tsquery('simple', ")
+                .push(", ts_rank(s.words, plainto_tsquery('simple', ")
+                .push_bind(q)
+                .push(")) AS rank");
+        }
+        match head {
+            Some(rows) => {
+                query.push(" FROM (SELECT * FROM catalog_search WHERE true");
+                self.push_category(query);
+                query
+                    .push(" ORDER BY partner, sku LIMIT ")
+                    .push_bind(rows)
+                    .push(") AS s WHERE true");
+            }
+            None => {
+                query.push(" FROM catalog_search s WHERE true");
+                self.push_category(query);
+            }
+        }
+        if let Some(q) = &self.q {
+            query
+                .push(" AND s.words @@ plainto_tsquery('simple', ")
                 .push_bind(q)
                 .push(")");
         }
+        if let Some(brand) = &self.brand {
+            query
+                .push(" AND s.brand = lower(")
+                .push_bind(brand)
+                .push(")");
+        }
+        if !self.attributes.is_empty() {
+            query
+                .push(" AND s.attributes @> ")
+                .push_bind(Value::Object(self.attributes.clone()))
+                .push("::jsonb");
+        }
+        query.push(" ORDER BY ");
+        if self.q.is_some() {
+            query.push("rank DESC, ");
+        }
+        query.push("s.partner, s.sku LIMIT ").push_bind(self.limit);
+    }
+
+    /// The category filter, if given, on an unqualified `catalog_search`.
+    fn push_category<'a>(&'a self, query: &mut sqlx::QueryBuilder<'a, sqlx::Postgres>) {
         if let Some(category) = &self.category {
             query
                 .push(" AND category = lower(")
                 .push_bind(category)
                 .push(")");
         }
-        if let Some(brand) = &self.brand {
-            // The expression of the catalog_products_brand index.
-            query
-                .push(" AND lower(document->>'brand') = lower(")
-                .push_bind(brand)
-                .push(")");
-        }
-        if !self.attributes.is_empty() {
-            let attributes = serde_json::json!({ "attributes": self.attributes });
-            query
-                .push(" AND document @> ")
-                .push_bind(attributes)
-                .push("::jsonb");
-        }
-        query.push(" ORDER BY ");
-        if let Some(q) = &self.q {
-            query
-                .push("ts_rank(search, plainto_tsquery('simple', ")
-                .push_bind(q)
-                .push(")) DESC, ");
-        }
-        query.push("partner, sku LIMIT ").push_bind(self.limit);
-        query
     }
 }
+
+/// How many products in order a search without text tries before it asks the indexes for
+/// every match ([`SearchFilters::head_query`]).
+const HEAD_ROWS: i64 = 2_000;
 
 /// The catalog's generation, bumped after every import: cached answers are filed under the
 /// generation they were computed from, so an import makes every older answer unreachable at
@@ -452,7 +540,9 @@ pub struct Products {
 
 /// Full-text and attribute search of the catalog: `q`, `category`, `brand` and up to 10
 /// `attr.<name>=<value>` filters (numbers and `true`/`false` match JSON numbers and booleans,
-/// anything else a string), all of which must hold.
+/// anything else a string), all of which must hold. With `q`, the best matches come first
+/// (more occurrences of the words rank higher; equal ranks by partner and SKU); without it,
+/// products come by partner and SKU.
 ///
 /// Answers are cached in Redis for `STRIDE_CATALOG_SEARCH_CACHE_SECONDS` under the catalog's
 /// generation, which every import bumps: a search after an import always sees it. `X-Cache`
@@ -493,11 +583,17 @@ async fn search(
             return Ok(json_answer(body, "hit"));
         }
     }
-    let products: Vec<Product> = filters
-        .query()
-        .build_query_as()
-        .fetch_all(&inventory.db)
-        .await?;
+    let mut products = Vec::new();
+    if let Some(mut head) = filters.head_query() {
+        products = head.build_query_as().fetch_all(&inventory.db).await?;
+    }
+    if usize::try_from(filters.limit).is_ok_and(|limit| products.len() < limit) {
+        products = filters
+            .query()
+            .build_query_as()
+            .fetch_all(&inventory.db)
+            .await?;
+    }
     let body = serde_json::to_vec(&Products { products }).map_err(ApiError::internal)?;
     if let Some(key) = &key {
         let stored: redis::RedisResult<()> = redis::cmd("SET")
@@ -543,8 +639,16 @@ async fn replacements(
         .ok_or_else(|| ApiError::not_found("no such gear"))?;
     let category = gear.component_type.clone().unwrap_or(gear.kind.clone());
     let products: Vec<Product> = sqlx::query_as(
-        "SELECT partner, sku, category, document FROM catalog_products WHERE category = $1
-         ORDER BY (document->>'brand' = $2) DESC, partner, sku LIMIT 20",
+        "SELECT p.partner, p.sku, p.category, p.document
+         FROM ((SELECT partner, sku, 1 AS tier FROM catalog_search
+                WHERE category = $1 AND brand = lower($2) ORDER BY partner, sku LIMIT 20)
+               UNION ALL
+               (SELECT partner, sku, 2 AS tier FROM catalog_search
+                WHERE category = $1 AND brand IS DISTINCT FROM lower($2)
+                ORDER BY partner, sku LIMIT 20)
+               ORDER BY tier, partner, sku LIMIT 20) AS best
+         JOIN catalog_products p USING (partner, sku)
+         ORDER BY best.tier, p.partner, p.sku",
     )
     .bind(category)
     .bind(&gear.brand)

@@ -385,3 +385,139 @@ async fn a_cached_search_is_answered_again_and_never_outlives_an_import() {
         ("hit".to_owned(), vec!["X11 Gold".to_owned()])
     );
 }
+
+/// A search with the cache off, so every answer is computed from the database.
+async fn spawn_uncached() -> crate::helpers::TestApp {
+    crate::helpers::spawn(
+        &[
+            &stride_identity::SERVICE,
+            &stride_training::SERVICE,
+            &stride_inventory::SERVICE,
+        ],
+        stride_platform::config::Config {
+            catalog_search_cache_seconds: 0,
+            ..crate::helpers::test_config()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn filters_find_the_first_products_in_order_whether_they_are_common_or_rare() {
+    let app = spawn_uncached().await;
+    let admin = app.new_account().await;
+    app.make_admin(&admin).await;
+    let (admin_token, _) = app.login_ok(&admin.email, &admin.password).await;
+    let token = &app.new_account().await.access_token;
+    // 2,400 chains: every third is 12-speed; only the last 30 are from "Rare" and have
+    // 13 speeds, so a search for them must look past the first 2,000 products in order.
+    // "Edge" makes one chain among the first 2,000 and 40 after them.
+    let rows: Vec<String> = (0..2_400)
+        .map(|n| {
+            let speeds = if n >= 2_370 {
+                13
+            } else if n % 3 == 0 {
+                12
+            } else {
+                11
+            };
+            let brand = match n {
+                2_370.. => "Rare",
+                1_990 | 2_300..2_340 => "Edge",
+                _ => "KMC",
+            };
+            json!({"partner": "velo", "sku": format!("C-{n:05}"), "category": "chain",
+                   "brand": brand, "model": format!("X{n}"),
+                   "attributes": {"speeds": speeds}})
+            .to_string()
+        })
+        .collect();
+    let imported = import(&app, &admin_token, rows.join("\n")).await;
+    assert_eq!(imported.status(), StatusCode::OK);
+    let expected = |from: std::ops::Range<usize>, keep: fn(usize) -> bool| -> Vec<String> {
+        from.filter(|n| keep(*n))
+            .take(20)
+            .map(|n| format!("C-{n:05}"))
+            .collect()
+    };
+    let every_third = expected(0..2_370, |n| n % 3 == 0);
+    assert_eq!(
+        skus(&app, token, "category=chain&attr.speeds=12").await,
+        every_third
+    );
+    assert_eq!(skus(&app, token, "attr.speeds=12").await, every_third);
+    let rare = expected(2_370..2_400, |_| true);
+    assert_eq!(
+        skus(&app, token, "category=chain&attr.speeds=13").await,
+        rare
+    );
+    assert_eq!(skus(&app, token, "brand=rare").await, rare);
+    let edge: Vec<String> = std::iter::once(1_990)
+        .chain(2_300..2_319)
+        .map(|n| format!("C-{n:05}"))
+        .collect();
+    assert_eq!(skus(&app, token, "brand=Edge&category=chain").await, edge);
+    assert_eq!(
+        skus(&app, token, "brand=RARE&attr.speeds=13&limit=5").await,
+        rare[..5]
+    );
+    assert_eq!(
+        skus(&app, token, "category=chain&attr.speeds=14").await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn text_matches_come_best_first_and_a_changed_price_or_attribute_is_what_is_found() {
+    let app = spawn_uncached().await;
+    let admin = app.new_account().await;
+    app.make_admin(&admin).await;
+    let (admin_token, _) = app.login_ok(&admin.email, &admin.password).await;
+    let token = &app.new_account().await.access_token;
+    let shoe = |sku: &str, name: &str, price: f64, drop: u32| {
+        json!({"partner": "run", "sku": sku, "category": "running_shoes", "brand": "Hoka",
+               "model": "Clifton", "name": name,
+               "price": {"amount": price, "currency": "EUR"},
+               "attributes": {"drop_mm": drop}})
+        .to_string()
+    };
+    // "black" twice in Z-9's words, once in A-1's: Z-9 ranks first although it sorts last.
+    let feed = [
+        shoe("A-1", "Clifton black", 100.0, 5),
+        shoe("Z-9", "Clifton black on black", 120.0, 5),
+        shoe("M-5", "Clifton white", 110.0, 5),
+    ]
+    .join("\n");
+    assert_eq!(
+        import(&app, &admin_token, feed.clone()).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(skus(&app, token, "q=black").await, ["Z-9", "A-1"]);
+    assert_eq!(
+        skus(&app, token, "q=clifton&category=running_shoes").await,
+        ["A-1", "M-5", "Z-9"],
+        "equal ranks come by partner and SKU"
+    );
+    // The same feed again changes nothing; then a new price and a new drop for A-1.
+    assert_eq!(
+        import(&app, &admin_token, feed).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(skus(&app, token, "q=black").await, ["Z-9", "A-1"]);
+    let changed = shoe("A-1", "Clifton black", 80.0, 8);
+    assert_eq!(
+        import(&app, &admin_token, changed).await.status(),
+        StatusCode::OK
+    );
+    let found: Value = app
+        .get_authed("/v1/catalog/search?q=black&attr.drop_mm=8", token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let products = found["products"].as_array().expect("products");
+    assert_eq!(products.len(), 1, "{found}");
+    assert_eq!(products[0]["sku"], "A-1");
+    assert_eq!(products[0]["document"]["price"]["amount"], 80.0);
+    assert_eq!(skus(&app, token, "attr.drop_mm=5").await, ["M-5", "Z-9"]);
+}
