@@ -437,6 +437,38 @@ async fn count(
     }))
 }
 
+/// What follows counting a workout: the ledger entry of `amount` (none when zero), the
+/// achievements it unlocks and, when its owner takes part in an open challenge, the
+/// challenges it completes.
+async fn credit(
+    connection: &mut PgConnection,
+    activity: &ActivitySnapshot,
+    known: &Known,
+    counted: &Counted,
+    amount: i64,
+    reason: &str,
+) -> anyhow::Result<()> {
+    entry(
+        connection,
+        activity.owner_id,
+        amount,
+        reason,
+        Some(activity.activity_id),
+    )
+    .await?;
+    unlock_achievements(
+        connection,
+        activity.owner_id,
+        activity.activity_id,
+        &counted.workout,
+    )
+    .await?;
+    if known.in_challenge {
+        complete_challenges(connection, activity).await?;
+    }
+    Ok(())
+}
+
 impl Points {
     async fn apply(&self, connection: &mut PgConnection, event: &Envelope) -> anyhow::Result<()> {
         if event.is::<ActivityFinished>() {
@@ -451,24 +483,15 @@ impl Points {
             {
                 let km = activity.summary.distance_m.unwrap_or(0.0) / 1000.0;
                 let reason = format!("workout: {} {km:.1} km", activity.sport);
-                entry(
+                credit(
                     connection,
-                    activity.owner_id,
+                    &activity,
+                    &known,
+                    &counted,
                     counted.points,
                     &reason,
-                    Some(activity.activity_id),
                 )
                 .await?;
-                unlock_achievements(
-                    connection,
-                    activity.owner_id,
-                    activity.activity_id,
-                    &counted.workout,
-                )
-                .await?;
-                if known.in_challenge {
-                    complete_challenges(connection, &activity).await?;
-                }
             }
         } else if event.is::<ActivityUpdated>() {
             let updated: ActivityUpdated = event.decode()?;
@@ -490,24 +513,7 @@ impl Points {
                     ),
                     None => (counted.points, format!("workout: {}", activity.sport)),
                 };
-                entry(
-                    connection,
-                    activity.owner_id,
-                    amount,
-                    &reason,
-                    Some(activity.activity_id),
-                )
-                .await?;
-                unlock_achievements(
-                    connection,
-                    activity.owner_id,
-                    activity.activity_id,
-                    &counted.workout,
-                )
-                .await?;
-                if known.in_challenge {
-                    complete_challenges(connection, &activity).await?;
-                }
+                credit(connection, &activity, &known, &counted, amount, &reason).await?;
             }
         } else if event.is::<ActivityDeleted>() {
             let deleted: ActivityDeleted = event.decode()?;

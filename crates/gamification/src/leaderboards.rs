@@ -16,9 +16,6 @@ use sqlx::PgPool;
 use stride_platform::cache::Redis;
 use uuid::Uuid;
 
-/// The start (inclusive) and end (exclusive) of a period.
-pub type Bounds = (DateTime<Utc>, DateTime<Utc>);
-
 /// What is ranked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -81,45 +78,20 @@ impl Period {
 
     /// The names of the periods containing `at`, in [`Period::ALL`]'s order.
     pub fn names(at: DateTime<Utc>) -> [String; 4] {
-        Period::ALL.map(|period| period.window(at).0)
+        Period::ALL.map(|period| period.name(at))
     }
 
-    /// The period's name for `at` (UTC) and its bounds.
-    pub fn window(self, at: DateTime<Utc>) -> (String, Option<Bounds>) {
-        use chrono::{Duration, NaiveDate, TimeZone};
+    /// The name of the period containing `at` (UTC): `all`, `y2026`, `m2026-11`, `w2026-48`
+    /// (ISO week and its year). The same names key `running_totals`.
+    pub fn name(self, at: DateTime<Utc>) -> String {
         let day = at.date_naive();
-        let midnight =
-            |date: NaiveDate| Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0).unwrap_or_default());
         match self {
-            Period::All => ("all".into(), None),
-            Period::Year => {
-                let start = NaiveDate::from_ymd_opt(day.year(), 1, 1).unwrap_or(day);
-                let end = NaiveDate::from_ymd_opt(day.year() + 1, 1, 1).unwrap_or(day);
-                (
-                    format!("y{}", day.year()),
-                    Some((midnight(start), midnight(end))),
-                )
-            }
-            Period::Month => {
-                let start = NaiveDate::from_ymd_opt(day.year(), day.month(), 1).unwrap_or(day);
-                let end = if day.month() == 12 {
-                    NaiveDate::from_ymd_opt(day.year() + 1, 1, 1)
-                } else {
-                    NaiveDate::from_ymd_opt(day.year(), day.month() + 1, 1)
-                }
-                .unwrap_or(day);
-                (
-                    format!("m{}-{:02}", day.year(), day.month()),
-                    Some((midnight(start), midnight(end))),
-                )
-            }
+            Period::All => "all".into(),
+            Period::Year => format!("y{}", day.year()),
+            Period::Month => format!("m{}-{:02}", day.year(), day.month()),
             Period::Week => {
                 let week = day.iso_week();
-                let start = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
-                (
-                    format!("w{}-{:02}", week.year(), week.week()),
-                    Some((midnight(start), midnight(start + Duration::days(7)))),
-                )
+                format!("w{}-{:02}", week.year(), week.week())
             }
         }
     }
@@ -142,7 +114,7 @@ impl Board {
         Self {
             metric,
             sport,
-            period: period.window(at).0,
+            period: period.name(at),
         }
     }
 
@@ -554,24 +526,21 @@ mod tests {
     }
 
     #[test]
-    fn periods_are_named_and_bounded_in_utc() {
-        let at = DateTime::parse_from_rfc3339("2026-11-25T18:00:00Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        let (week, bounds) = Period::Week.window(at);
-        assert_eq!(week, "w2026-48");
-        let (from, to) = bounds.expect("bounds");
-        assert_eq!(from.to_rfc3339(), "2026-11-23T00:00:00+00:00");
-        assert_eq!(to.to_rfc3339(), "2026-11-30T00:00:00+00:00");
-        assert_eq!(Period::Month.window(at).0, "m2026-11");
-        let december = DateTime::parse_from_rfc3339("2026-12-31T23:00:00Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        let (_, bounds) = Period::Month.window(december);
+    fn periods_are_named_in_utc_with_iso_weeks() {
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .expect("time")
+                .with_timezone(&Utc)
+        };
+        let november = at("2026-11-25T18:00:00Z");
         assert_eq!(
-            bounds.expect("bounds").1.to_rfc3339(),
-            "2027-01-01T00:00:00+00:00"
+            Period::names(november),
+            ["w2026-48", "m2026-11", "y2026", "all"]
         );
-        assert_eq!(Period::All.window(at), ("all".to_owned(), None));
+        // 1 January 2027 is a Friday: still ISO week 53 of 2026.
+        assert_eq!(Period::Week.name(at("2027-01-01T10:00:00Z")), "w2026-53");
+        assert_eq!(Period::Month.name(at("2026-12-31T23:00:00Z")), "m2026-12");
+        // A day is UTC's, whatever the offset the time was written with.
+        assert_eq!(Period::Year.name(at("2027-01-01T00:30:00+01:00")), "y2026");
     }
 }
