@@ -445,6 +445,13 @@ EOF
         tail -n 5 "$log" >&2 || true
         stride_die "influxd did not come up (see $log)"
     fi
+    # With autogroup scheduling (the kernel's default on desktops and many servers), setsid
+    # put influxd in a scheduling group of its own, and a group competes with the others
+    # at the group's nice value, not its threads'. Give the group the same nice value.
+    if [ -w "/proc/$pid/autogroup" ]; then
+        echo "$nice" >"/proc/$pid/autogroup" 2>/dev/null ||
+            stride_log "could not set the scheduling group of influxd to nice $nice"
+    fi
 }
 
 # ---------------------------------------------------------------------------

@@ -86,6 +86,10 @@ pub struct Options {
     /// Pid of the `stride serve` process, for its memory and CPU use (Linux).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Run only the latency phase (3) with the live probe (4), at this many samples/s,
+    /// instead of the whole run: for comparing settings of the request path quickly.
+    #[arg(long)]
+    pub latency_only_at: Option<f64>,
 }
 
 /// One closed-loop accept phase.
@@ -1033,19 +1037,24 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
 
     let accept_window = Duration::from_secs(options.accept_secs);
     let mut accept = Vec::new();
-    for (protobuf, batch) in [(false, 100), (false, 1000), (true, 100), (true, 1000)] {
-        accept.push(bench.accept_phase(batch, protobuf, accept_window).await?);
-    }
-    let end_to_end = bench
-        .end_to_end(Duration::from_secs(options.end_to_end_secs))
-        .await?;
-
-    let max_rate = accept
-        .iter()
-        .filter(|a| a.encoding == "protobuf" && a.batch_samples == 1000)
-        .map(|a| a.samples_per_second)
-        .fold(end_to_end.accepted_per_second, f64::max);
-    let half_rate = max_rate / 2.0;
+    let mut end_to_end = None;
+    let half_rate = if let Some(rate) = options.latency_only_at {
+        rate
+    } else {
+        for (protobuf, batch) in [(false, 100), (false, 1000), (true, 100), (true, 1000)] {
+            accept.push(bench.accept_phase(batch, protobuf, accept_window).await?);
+        }
+        let figures = bench
+            .end_to_end(Duration::from_secs(options.end_to_end_secs))
+            .await?;
+        let max_rate = accept
+            .iter()
+            .filter(|a| a.encoding == "protobuf" && a.batch_samples == 1000)
+            .map(|a| a.samples_per_second)
+            .fold(figures.accepted_per_second, f64::max);
+        end_to_end = Some(figures);
+        max_rate / 2.0
+    };
     eprintln!(
         "latency: open loop at {half_rate:.0} samples/s for {} s, live probe alongside",
         options.latency_secs
@@ -1089,17 +1098,21 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     // InfluxDB direct, on the same number of points as the end-to-end phase.
     let direct_database = format!("{}_direct", options.influx_database);
     let mut direct = Vec::new();
-    for (round, &batch_lines) in options.direct_batch_lines.iter().enumerate() {
+    let direct_rounds = match &end_to_end {
+        Some(_) => options.direct_batch_lines.as_slice(),
+        None => &[],
+    };
+    let direct_points = end_to_end.as_ref().map_or(0, |e| e.samples);
+    for (round, &batch_lines) in direct_rounds.iter().enumerate() {
         eprintln!(
-            "InfluxDB direct: {} points, {batch_lines} lines a write, one client",
-            end_to_end.samples
+            "InfluxDB direct: {direct_points} points, {batch_lines} lines a write, one client"
         );
         direct.push(
             direct_writes(
                 &influx,
                 &direct_database,
                 bench.devices.len() as u64,
-                end_to_end.samples,
+                direct_points,
                 batch_lines,
                 // Each round its own (earlier) seconds, so no round overwrites another's points.
                 first_time_ms.saturating_sub(round as u64 * 4_000_000_000),
@@ -1110,7 +1123,11 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     }
 
     let mut disk = Vec::new();
-    if let Some(data_dir) = &options.influx_data_dir {
+    if let Some(data_dir) = options
+        .influx_data_dir
+        .as_ref()
+        .filter(|_| end_to_end.is_some())
+    {
         eprintln!("waiting 30 s for InfluxDB to snapshot its caches, then measuring its files");
         tokio::time::sleep(Duration::from_secs(30)).await;
         let wal_dir = options
@@ -1145,7 +1162,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         base_url,
         devices: bench.devices.len(),
         accept,
-        end_to_end: Some(end_to_end),
+        end_to_end,
         direct,
         half_rate_samples_per_second: half_rate,
         half_rate: Some(half),

@@ -41,16 +41,6 @@ impl std::fmt::Debug for HashPool {
     }
 }
 
-fn lower_thread_priority() {
-    // SAFETY: setpriority on the calling thread's own id changes only this thread's nice value;
-    // it has no memory-safety preconditions.
-    #[cfg(target_os = "linux")]
-    unsafe {
-        let thread_id = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, thread_id, 10);
-    }
-}
-
 thread_local! {
     /// The 19 MiB working memory of argon2, kept by each hashing thread and reused. Letting
     /// every hash allocate its own left the allocator holding about 170 MiB per thread after
@@ -144,7 +134,7 @@ impl HashPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("stride-hash-{index}"))
                 .spawn(move || {
-                    lower_thread_priority();
+                    stride_platform::thread::lower_priority();
                     loop {
                         let job = match jobs.lock() {
                             Ok(receiver) => receiver.recv(),

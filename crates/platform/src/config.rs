@@ -86,7 +86,8 @@ pub struct Config {
     /// Telemetry batches a device may send per second (`STRIDE_DEVICE_BATCHES_PER_SECOND`).
     pub device_batches_per_second: u32,
     /// Concurrent InfluxDB writes of one telemetry process's writer
-    /// (`STRIDE_TELEMETRY_WRITERS`, 1 to 16).
+    /// (`STRIDE_TELEMETRY_WRITERS`, 0 to 16; 0 makes an ingest-only replica that leaves
+    /// the buffer to other processes' writers).
     pub telemetry_writers: u32,
     /// How long a catalog search answer is cached in Redis, seconds; 0 turns the cache off
     /// (`STRIDE_CATALOG_SEARCH_CACHE_SECONDS`). Every import invalidates it at once.
@@ -139,7 +140,7 @@ impl Default for Config {
             telemetry_grpc_url: None,
             inventory_grpc_url: None,
             device_batches_per_second: 20,
-            telemetry_writers: 1,
+            telemetry_writers: 2,
             catalog_search_cache_seconds: 300,
             log_format: "json".into(),
             log: "info,sqlx=warn".into(),
@@ -208,9 +209,9 @@ impl Config {
                 "STRIDE_INFLUX_RETENTION must be INF or a duration such as 52w or 90d".into(),
             ));
         }
-        if !(1..=16).contains(&self.telemetry_writers) {
+        if self.telemetry_writers > 16 {
             return Err(ConfigError::Value(
-                "STRIDE_TELEMETRY_WRITERS must be between 1 and 16".into(),
+                "STRIDE_TELEMETRY_WRITERS must be between 0 and 16".into(),
             ));
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
@@ -294,5 +295,17 @@ mod tests {
         };
         let message = config.check().expect_err("invalid").to_string();
         assert!(message.contains("STRIDE_TRUSTED_PROXIES"), "{message}");
+    }
+
+    #[test]
+    fn telemetry_writers_may_be_zero_for_an_ingest_only_replica_but_not_above_16() {
+        let writers = |telemetry_writers| Config {
+            telemetry_writers,
+            ..Config::default()
+        };
+        assert!(writers(0).check().is_ok());
+        assert!(writers(16).check().is_ok());
+        let message = writers(17).check().expect_err("too many").to_string();
+        assert!(message.contains("STRIDE_TELEMETRY_WRITERS"), "{message}");
     }
 }

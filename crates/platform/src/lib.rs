@@ -28,3 +28,4 @@ pub mod observability;
 pub mod outbox;
 pub mod server;
 pub mod service;
+pub mod thread;

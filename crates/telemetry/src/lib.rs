@@ -5,7 +5,8 @@
 //! activity must be the device owner's and active or paused) → JetStream stream `TELEMETRY`
 //! (202 only once the broker has stored the batch; the dedup id is device and sequence
 //! number) → [`writer`] drains it into InfluxDB in large line-protocol writes and acks only
-//! after InfluxDB accepted them → [`streams`] reads an activity's time window back.
+//! after InfluxDB accepted them (on a thread and NATS connection of its own, so its CPU work
+//! never holds up a request) → [`streams`] reads an activity's time window back.
 //!
 //! - [`samples`]: the batch format and its validation (pure);
 //! - [`influx`]: the InfluxDB v1 HTTP client and line protocol;
@@ -38,6 +39,7 @@ use stride_platform::{
     service::{Context, Service, ServiceSpec, Worker},
 };
 use stride_proto::training::v1::activities_client::ActivitiesClient;
+use tokio_util::sync::CancellationToken;
 
 use crate::{activities::ActivityCache, influx::Influx};
 
@@ -95,6 +97,29 @@ async fn ensure_stream(broker: &Broker, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the process's writers (`STRIDE_TELEMETRY_WRITERS`) until `shutdown`.
+///
+/// They drain the buffer on a thread of their own at a lower priority, with their own NATS
+/// connection and InfluxDB client: turning 100,000 samples into line protocol is tens of
+/// milliseconds of CPU, and on the request path's runtime it held up the broker connection
+/// that ingest waits on for its acks. Apart, the kernel preempts it for requests instead.
+async fn run_writers(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    stride_platform::thread::run_apart("telemetry-writer", move || async move {
+        let broker = Broker::connect(&config).await?;
+        let influx = Influx::new(&config.influx_url, &config.influx_database);
+        let writer = writer::Writer::new(broker, stream_name(&config), influx);
+        let mut writers = tokio::task::JoinSet::new();
+        for _ in 0..config.telemetry_writers {
+            writers.spawn(writer.clone().run(shutdown.clone()));
+        }
+        while let Some(outcome) = writers.join_next().await {
+            outcome.context("a telemetry writer panicked")??;
+        }
+        Ok(())
+    })
+    .await
+}
+
 async fn build(context: Context) -> anyhow::Result<Service> {
     let config = context.config.clone();
     ensure_stream(&context.broker, &config).await?;
@@ -125,7 +150,10 @@ async fn build(context: Context) -> anyhow::Result<Service> {
         config: config.clone(),
     };
     let state_for_grpc = state.clone();
-    let writer = writer::Writer::new(context.broker.clone(), stream_name(&config), influx.clone());
+    let writers = (config.telemetry_writers > 0).then(|| {
+        let config = config.clone();
+        Worker::new("telemetry-writers", move |token| run_writers(config, token))
+    });
     let consumer = Consumer::new(
         NAME,
         context.db.clone(),
@@ -139,11 +167,8 @@ async fn build(context: Context) -> anyhow::Result<Service> {
             .merge(live::router())
             .with_state(state),
         grpc: Some(grpc::routes(state_for_grpc)),
-        workers: (0..config.telemetry_writers)
-            .map(|_| {
-                let writer = writer.clone();
-                Worker::new("telemetry-writer", move |token| writer.run(token))
-            })
+        workers: writers
+            .into_iter()
             .chain([Worker::new("telemetry-consumer", move |token| {
                 consumer.run(token)
             })])

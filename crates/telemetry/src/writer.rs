@@ -4,6 +4,10 @@
 //! only after InfluxDB accepted the write. While InfluxDB is down the writer retries with
 //! backoff and the backlog stays in the broker. A redelivered batch rewrites the same points
 //! (same measurement, tags and time), so nothing is ever stored twice.
+//!
+//! A process runs `STRIDE_TELEMETRY_WRITERS` of them (default 2: while InfluxDB takes one
+//! write in, the next is on its way) on a thread of their own, below the request path's
+//! priority (see `run_writers` in the crate root).
 
 use std::time::Duration;
 
