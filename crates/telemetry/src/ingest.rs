@@ -16,6 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     Telemetry,
+    live::{LiveBatch, sample_json},
     samples::{JsonBatch, MAX_BATCH_BYTES, validate},
 };
 
@@ -156,20 +157,28 @@ async fn ingest(
         "Nats-Msg-Id",
         format!("{device_id}:{}", stored.seq).as_str(),
     );
+    let payload = Bytes::from(stored.encode_to_vec());
     let ack = telemetry
         .broker
         .jetstream
         .publish_with_headers(
             telemetry.batch_subject(&stored.user_id),
             headers,
-            stored.encode_to_vec().into(),
+            payload.clone(),
         )
         .await
         .map_err(|error| ApiError::unavailable(error, 2))?
         .await
         .map_err(|error| ApiError::unavailable(error, 2))?;
     if !ack.duplicate {
-        telemetry.publish_live(&stored).await;
+        telemetry.live.send(LiveBatch {
+            activity_id: stored.activity_id,
+            payload,
+            last: stored
+                .samples
+                .last()
+                .map(|sample| sample_json(sample).to_string()),
+        });
     }
     Ok((
         StatusCode::ACCEPTED,

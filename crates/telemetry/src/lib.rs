@@ -65,6 +65,7 @@ pub struct Telemetry {
     pub(crate) devices: Arc<DeviceAuthenticator>,
     pub(crate) activities: Arc<ActivityCache>,
     pub(crate) config: Arc<Config>,
+    pub(crate) live: live::LiveFanOut,
 }
 
 impl Telemetry {
@@ -131,6 +132,7 @@ async fn build(context: Context) -> anyhow::Result<Service> {
             "cannot create the InfluxDB database yet"
         );
     }
+    let (live_fan_out, live_batches) = live::LiveFanOut::new();
     let training_url = config
         .training_grpc_url
         .clone()
@@ -148,8 +150,10 @@ async fn build(context: Context) -> anyhow::Result<Service> {
             Duration::from_secs(2),
         )),
         config: config.clone(),
+        live: live_fan_out,
     };
     let state_for_grpc = state.clone();
+    let state_for_live = state.clone();
     let writers = (config.telemetry_writers > 0).then(|| {
         let config = config.clone();
         Worker::new("telemetry-writers", move |token| run_writers(config, token))
@@ -169,9 +173,12 @@ async fn build(context: Context) -> anyhow::Result<Service> {
         grpc: Some(grpc::routes(state_for_grpc)),
         workers: writers
             .into_iter()
-            .chain([Worker::new("telemetry-consumer", move |token| {
-                consumer.run(token)
-            })])
+            .chain([
+                Worker::new("telemetry-consumer", move |token| consumer.run(token)),
+                Worker::new("telemetry-live", move |token| {
+                    live::fan_out(state_for_live, live_batches, token)
+                }),
+            ])
             .collect(),
         db: context.db,
     })

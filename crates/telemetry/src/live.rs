@@ -1,13 +1,15 @@
 //! `GET /v1/activities/{id}/live`: Server-Sent Events with every accepted sample as it
 //! arrives, and the latest sample on connect.
 //!
-//! Ingest publishes each accepted batch on the plain NATS subject `live.<activity id>` and
-//! keeps its last sample in Redis, so a viewer connected to any replica sees samples posted
-//! to any other.
+//! Ingest hands each accepted batch to this process's fan-out task and answers at once; the
+//! task keeps each activity's last sample in Redis and publishes the batch on the plain NATS
+//! subject `live.<activity id>`, so a viewer connected to any replica sees samples posted to
+//! any other.
 
-use std::{convert::Infallible, time::Duration};
+use std::{collections::HashMap, convert::Infallible, time::Duration};
 
 use axum::{
+    body::Bytes,
     extract::State,
     response::sse::{Event, KeepAlive, Sse},
 };
@@ -21,6 +23,8 @@ use stride_platform::{
     http::Path,
 };
 use stride_proto::telemetry::v1::{Sample, StoredBatch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -42,28 +46,94 @@ impl Telemetry {
     fn last_sample_key(&self, activity_id: &str) -> String {
         self.redis.key(format!("live:last:{activity_id}"))
     }
+}
 
-    /// Fans an accepted batch out to live viewers. Best effort: the batch is already durable,
-    /// and a viewer that misses a moment still has the streams.
-    pub(crate) async fn publish_live(&self, batch: &StoredBatch) {
-        let payload = batch.encode_to_vec();
-        if let Err(error) = self
-            .broker
-            .client
-            .publish(self.live_subject(&batch.activity_id), payload.into())
-            .await
-        {
-            tracing::debug!(%error, "live fan-out failed");
+/// An accepted batch on its way to live viewers.
+#[derive(Debug)]
+pub(crate) struct LiveBatch {
+    /// The activity.
+    pub activity_id: String,
+    /// The batch as stored in the buffer (a `StoredBatch`).
+    pub payload: Bytes,
+    /// Its last sample as the live view sends it.
+    pub last: Option<String>,
+}
+
+/// Hands accepted batches to [`fan_out`] without waiting for it: the `202` waits only for
+/// what makes a batch durable.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveFanOut {
+    sender: mpsc::Sender<LiveBatch>,
+}
+
+impl LiveFanOut {
+    /// A fan-out and the receiver [`fan_out`] works from.
+    pub(crate) fn new() -> (Self, mpsc::Receiver<LiveBatch>) {
+        let (sender, receiver) = mpsc::channel(FAN_OUT_QUEUE);
+        (Self { sender }, receiver)
+    }
+
+    /// Queues a batch. Best effort: when the queue is full the batch is not shown live
+    /// (it is durable already, and a viewer still has the streams).
+    pub(crate) fn send(&self, batch: LiveBatch) {
+        if self.sender.try_send(batch).is_err() {
+            tracing::debug!("live fan-out queue full; a batch is not shown live");
         }
-        if let Some(last) = batch.samples.last() {
-            let mut redis = self.redis.connection();
-            let _: Result<(), _> = redis
-                .set_ex(
-                    self.last_sample_key(&batch.activity_id),
-                    sample_json(last).to_string(),
-                    LAST_SAMPLE_SECONDS,
-                )
-                .await;
+    }
+}
+
+/// Batches waiting for the fan-out, at most.
+const FAN_OUT_QUEUE: usize = 4096;
+
+/// Batches taken per round, at most.
+const FAN_OUT_ROUND: usize = 256;
+
+/// Fans accepted batches out to live viewers, in the order this process accepted them,
+/// until `shutdown`. Each round first keeps every activity's last sample in Redis (one
+/// pipeline), then publishes the batches on `live.<activity>`, so a viewer who has seen a
+/// sample and reconnects gets at least that one as `latest`.
+pub(crate) async fn fan_out(
+    telemetry: Telemetry,
+    mut batches: mpsc::Receiver<LiveBatch>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut round = Vec::with_capacity(FAN_OUT_ROUND);
+    loop {
+        let taken = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            taken = batches.recv_many(&mut round, FAN_OUT_ROUND) => taken,
+        };
+        if taken == 0 {
+            return Ok(());
+        }
+        let mut last = HashMap::new();
+        for batch in &round {
+            if let Some(sample) = &batch.last {
+                last.insert(batch.activity_id.as_str(), sample.as_str());
+            }
+        }
+        let mut pipe = redis::pipe();
+        for (activity_id, sample) in last {
+            pipe.set_ex(
+                telemetry.last_sample_key(activity_id),
+                sample,
+                LAST_SAMPLE_SECONDS,
+            )
+            .ignore();
+        }
+        let mut redis = telemetry.redis.connection();
+        if let Err(error) = pipe.query_async::<()>(&mut redis).await {
+            tracing::debug!(%error, "cannot keep the latest live samples");
+        }
+        for batch in round.drain(..) {
+            if let Err(error) = telemetry
+                .broker
+                .client
+                .publish(telemetry.live_subject(&batch.activity_id), batch.payload)
+                .await
+            {
+                tracing::debug!(%error, "live fan-out failed");
+            }
         }
     }
 }
