@@ -6,7 +6,15 @@
 //! subject `live.<activity id>`, so a viewer connected to any replica sees samples posted to
 //! any other.
 
-use std::{collections::HashMap, convert::Infallible, time::Duration};
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     body::Bytes,
@@ -64,26 +72,42 @@ pub(crate) struct LiveBatch {
 #[derive(Debug, Clone)]
 pub(crate) struct LiveFanOut {
     sender: mpsc::Sender<LiveBatch>,
+    /// Bytes of the batches queued and not yet published.
+    queued: Arc<AtomicUsize>,
 }
 
 impl LiveFanOut {
     /// A fan-out and the receiver [`fan_out`] works from.
     pub(crate) fn new() -> (Self, mpsc::Receiver<LiveBatch>) {
         let (sender, receiver) = mpsc::channel(FAN_OUT_QUEUE);
-        (Self { sender }, receiver)
+        let queued = Arc::new(AtomicUsize::new(0));
+        (Self { sender, queued }, receiver)
     }
 
-    /// Queues a batch. Best effort: when the queue is full the batch is not shown live
-    /// (it is durable already, and a viewer still has the streams).
+    /// Queues a batch. Best effort: when the queue is full (in batches or in bytes, say
+    /// while the broker or Redis stalls) the batch is not shown live. It is durable
+    /// already, and a viewer still has the streams.
     pub(crate) fn send(&self, batch: LiveBatch) {
-        if self.sender.try_send(batch).is_err() {
+        let bytes = batch.payload.len();
+        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > FAN_OUT_BYTES
+            || self.sender.try_send(batch).is_err()
+        {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
             tracing::debug!("live fan-out queue full; a batch is not shown live");
         }
+    }
+
+    /// A queued batch of `bytes` was published (or given up).
+    fn done(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
 /// Batches waiting for the fan-out, at most.
 const FAN_OUT_QUEUE: usize = 4096;
+
+/// Bytes waiting for the fan-out, at most: the memory a stalled fan-out may hold.
+const FAN_OUT_BYTES: usize = 16 << 20;
 
 /// Batches taken per round, at most.
 const FAN_OUT_ROUND: usize = 256;
@@ -126,6 +150,7 @@ pub(crate) async fn fan_out(
             tracing::debug!(%error, "cannot keep the latest live samples");
         }
         for batch in round.drain(..) {
+            let bytes = batch.payload.len();
             if let Err(error) = telemetry
                 .broker
                 .client
@@ -134,6 +159,7 @@ pub(crate) async fn fan_out(
             {
                 tracing::debug!(%error, "live fan-out failed");
             }
+            telemetry.live.done(bytes);
         }
     }
 }
@@ -222,4 +248,36 @@ async fn live(
     });
     Ok(Sse::new(first.chain(samples))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(bytes: usize) -> LiveBatch {
+        LiveBatch {
+            activity_id: "a".into(),
+            payload: Bytes::from(vec![0; bytes]),
+            last: None,
+        }
+    }
+
+    #[test]
+    fn a_stalled_fan_out_holds_at_most_its_byte_budget_and_frees_it_as_it_publishes() {
+        let (fan_out, mut receiver) = LiveFanOut::new();
+        for _ in 0..40 {
+            fan_out.send(batch(1 << 20));
+        }
+        let mut queued = Vec::new();
+        while let Ok(batch) = receiver.try_recv() {
+            queued.push(batch);
+        }
+        assert_eq!(queued.len(), FAN_OUT_BYTES >> 20);
+        // Once they are published there is room again.
+        for batch in &queued {
+            fan_out.done(batch.payload.len());
+        }
+        fan_out.send(batch(1 << 20));
+        assert!(receiver.try_recv().is_ok());
+    }
 }
