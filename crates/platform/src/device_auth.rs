@@ -1,24 +1,21 @@
 //! Device credentials, checked by the services that take device traffic (telemetry).
 //!
 //! A device token is resolved by identity's gRPC `AuthenticateDevice` and the answer — positive
-//! or negative — is cached in process for `STRIDE_DEVICE_AUTH_CACHE_SECONDS`. So ingest costs no
-//! call to identity per request, and a revoked device is refused at the latest that many
-//! seconds after its revocation.
+//! or negative — is cached in process for `STRIDE_DEVICE_AUTH_CACHE_SECONDS`, renewed in the
+//! background once it is half that old ([`crate::short_cache`]). So ingest costs no call to
+//! identity per request, a device that keeps sending never waits for one, and a revoked device
+//! is refused at the latest that many seconds after its revocation.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use stride_proto::identity::v1::{
     AuthenticateDeviceRequest, user_directory_client::UserDirectoryClient,
 };
-use tokio::sync::Mutex;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::{error::ApiError, short_cache::ShortCache};
 
 /// An authenticated device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,19 +28,12 @@ pub struct Device {
     pub kind: String,
 }
 
-/// Entries above which expired ones are pruned.
-const PRUNE_ABOVE: usize = 100_000;
-
-/// A cached answer: the device (or `None` for an unknown or revoked token) and when it was
-/// fetched, keyed by the SHA-256 of the token.
-type AnswerCache = HashMap<[u8; 32], (Option<Device>, Instant)>;
-
 /// Resolves device tokens with a short-lived cache.
 #[derive(Debug)]
 pub struct DeviceAuthenticator {
     identity: UserDirectoryClient<Channel>,
-    ttl: Duration,
-    cache: Mutex<AnswerCache>,
+    /// Answers (`None` for an unknown or revoked token) keyed by the SHA-256 of the token.
+    cache: ShortCache<[u8; 32], Option<Device>>,
 }
 
 impl DeviceAuthenticator {
@@ -51,8 +41,7 @@ impl DeviceAuthenticator {
     pub fn new(identity: UserDirectoryClient<Channel>, ttl: Duration) -> Self {
         Self {
             identity,
-            ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: ShortCache::new(ttl),
         }
     }
 
@@ -60,50 +49,45 @@ impl DeviceAuthenticator {
     /// be asked.
     pub async fn authenticate(&self, token: &str) -> Result<Device, ApiError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some((answer, at)) = self.cache.lock().await.get(&digest)
-            && at.elapsed() < self.ttl
-        {
-            return answer
-                .clone()
-                .ok_or_else(|| ApiError::unauthorized("unknown or revoked device credential"));
-        }
-        let mut identity = self.identity.clone();
-        let answer = match identity
-            .authenticate_device(AuthenticateDeviceRequest {
-                token: token.to_owned(),
-            })
-            .await
-        {
-            Ok(response) => {
-                let response = response.into_inner();
-                let parse = |value: &str| Uuid::parse_str(value).map_err(ApiError::internal);
-                Some(Device {
-                    device_id: parse(&response.device_id)?,
-                    user_id: parse(&response.user_id)?,
-                    kind: response.kind,
-                })
-            }
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::NotFound | tonic::Code::Unauthenticated
-                ) =>
-            {
-                None
-            }
-            Err(status) => {
-                return Err(ApiError::unavailable(
-                    anyhow::anyhow!("identity: {status}"),
-                    2,
-                ));
-            }
-        };
-        let mut cache = self.cache.lock().await;
-        if cache.len() > PRUNE_ABOVE {
-            let ttl = self.ttl;
-            cache.retain(|_, (_, at)| at.elapsed() < ttl);
-        }
-        cache.insert(digest, (answer.clone(), Instant::now()));
+        let identity = self.identity.clone();
+        let token = token.to_owned();
+        let answer = self
+            .cache
+            .get(digest, move || ask_identity(identity, token))
+            .await?;
         answer.ok_or_else(|| ApiError::unauthorized("unknown or revoked device credential"))
+    }
+}
+
+/// Identity's answer for `token`: `None` when it is unknown or revoked.
+async fn ask_identity(
+    mut identity: UserDirectoryClient<Channel>,
+    token: String,
+) -> Result<Option<Device>, ApiError> {
+    match identity
+        .authenticate_device(AuthenticateDeviceRequest { token })
+        .await
+    {
+        Ok(response) => {
+            let response = response.into_inner();
+            let parse = |value: &str| Uuid::parse_str(value).map_err(ApiError::internal);
+            Ok(Some(Device {
+                device_id: parse(&response.device_id)?,
+                user_id: parse(&response.user_id)?,
+                kind: response.kind,
+            }))
+        }
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::NotFound | tonic::Code::Unauthenticated
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(status) => Err(ApiError::unavailable(
+            anyhow::anyhow!("identity: {status}"),
+            2,
+        )),
     }
 }

@@ -12,7 +12,8 @@
 //! - [`broker`]: NATS JetStream and the `EVENTS` stream;
 //! - [`outbox`] and [`consumer`]: events published exactly when state changes, and applied
 //!   exactly once by consumers;
-//! - [`auth`] and [`device_auth`]: access-token and device-credential verification.
+//! - [`auth`] and [`device_auth`]: access-token and device-credential verification;
+//! - [`short_cache`]: other services' answers cached for seconds and renewed ahead of expiry.
 
 pub mod auth;
 pub mod broker;
@@ -28,4 +29,5 @@ pub mod observability;
 pub mod outbox;
 pub mod server;
 pub mod service;
+pub mod short_cache;
 pub mod thread;

@@ -1,25 +1,21 @@
 //! Training's answers about activities, cached for a moment: ingest asks for every batch, and
 //! a finished activity must be refused within seconds, not minutes.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use stride_platform::error::ApiError;
+use stride_platform::{error::ApiError, short_cache::ShortCache};
 use stride_proto::training::v1::{
     ActivityInfo, GetActivityRequest, activities_client::ActivitiesClient,
 };
-use tokio::sync::Mutex;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-/// Cached answers of `Activities.GetActivity`.
+/// Cached answers of `Activities.GetActivity`, renewed in the background once half their life
+/// is gone, so a device that keeps sending never waits for training.
 #[derive(Debug)]
 pub struct ActivityCache {
     client: ActivitiesClient<Channel>,
-    ttl: Duration,
-    cache: Mutex<HashMap<Uuid, (Option<ActivityInfo>, Instant)>>,
+    cache: ShortCache<Uuid, Option<ActivityInfo>>,
 }
 
 impl ActivityCache {
@@ -27,40 +23,33 @@ impl ActivityCache {
     pub fn new(client: ActivitiesClient<Channel>, ttl: Duration) -> Self {
         Self {
             client,
-            ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: ShortCache::new(ttl),
         }
     }
 
     /// The activity, `None` when it does not exist; 503 when training cannot be asked.
     pub async fn get(&self, id: Uuid) -> Result<Option<ActivityInfo>, ApiError> {
-        if let Some((answer, at)) = self.cache.lock().await.get(&id)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(answer.clone());
-        }
-        let mut client = self.client.clone();
-        let answer = match client
-            .get_activity(GetActivityRequest {
-                activity_id: id.to_string(),
-            })
-            .await
-        {
-            Ok(response) => Some(response.into_inner()),
-            Err(status) if status.code() == tonic::Code::NotFound => None,
-            Err(status) => {
-                return Err(ApiError::unavailable(
-                    anyhow::anyhow!("training: {status}"),
-                    2,
-                ));
-            }
-        };
-        let mut cache = self.cache.lock().await;
-        if cache.len() > 100_000 {
-            let ttl = self.ttl;
-            cache.retain(|_, (_, at)| at.elapsed() < ttl);
-        }
-        cache.insert(id, (answer.clone(), Instant::now()));
-        Ok(answer)
+        let client = self.client.clone();
+        self.cache.get(id, move || ask_training(client, id)).await
+    }
+}
+
+/// Training's answer about activity `id`: `None` when it does not exist.
+async fn ask_training(
+    mut client: ActivitiesClient<Channel>,
+    id: Uuid,
+) -> Result<Option<ActivityInfo>, ApiError> {
+    match client
+        .get_activity(GetActivityRequest {
+            activity_id: id.to_string(),
+        })
+        .await
+    {
+        Ok(response) => Ok(Some(response.into_inner())),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+        Err(status) => Err(ApiError::unavailable(
+            anyhow::anyhow!("training: {status}"),
+            2,
+        )),
     }
 }
