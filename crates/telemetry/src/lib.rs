@@ -10,9 +10,11 @@
 //!
 //! - [`samples`]: the batch format and its validation (pure);
 //! - [`influx`]: the InfluxDB v1 HTTP client and line protocol;
-//! - [`activities`]: a short-lived cache of training's answers about activities;
+//! - [`activities`]: a short-lived cache of training's answers about activities, renewed ahead
+//!   of expiry;
 //! - [`grpc`]: `Streams` for training (summaries at finish, imports of uploaded files);
-//! - [`live`]: Server-Sent Events of accepted samples, fanned out through NATS;
+//! - [`live`]: Server-Sent Events of accepted samples, fanned out through NATS for the workouts
+//!   someone watches;
 //! - [`events`]: erasing a deleted user's samples.
 
 pub mod activities;

@@ -5,9 +5,16 @@
 //! task keeps each activity's last sample in Redis and publishes the batch on the plain NATS
 //! subject `live.<activity id>`, so a viewer connected to any replica sees samples posted to
 //! any other.
+//!
+//! Most workouts have nobody watching them live, so a batch is published only while its
+//! activity has a viewer somewhere: each open live view keeps a short-lived watch key in
+//! Redis (refreshed while it is open), and the fan-out asks for those keys in the same Redis
+//! round trip that keeps the last samples. Without this every accepted byte crossed the
+//! broker twice, once to be stored and once to be dropped for want of a subscriber. When
+//! Redis cannot answer, the fan-out publishes everything rather than leave a viewer blind.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     convert::Infallible,
     sync::{
         Arc,
@@ -41,6 +48,13 @@ use crate::Telemetry;
 /// How long the last sample of an activity is kept for viewers who connect later.
 const LAST_SAMPLE_SECONDS: u64 = 6 * 3600;
 
+/// How long an activity counts as watched after its last viewer's last refresh. A viewer
+/// whose process died stops the fan-out of its activity after at most this long.
+const WATCH_SECONDS: u64 = 30;
+
+/// How often an open live view refreshes its watch key.
+const WATCH_REFRESH: Duration = Duration::from_secs(10);
+
 pub fn router() -> OpenApiRouter<Telemetry> {
     OpenApiRouter::new().routes(routes!(live))
 }
@@ -53,6 +67,11 @@ impl Telemetry {
 
     fn last_sample_key(&self, activity_id: &str) -> String {
         self.redis.key(format!("live:last:{activity_id}"))
+    }
+
+    /// Present while somebody watches the activity live.
+    fn watch_key(&self, activity_id: &str) -> String {
+        self.redis.key(format!("live:watch:{activity_id}"))
     }
 }
 
@@ -113,9 +132,10 @@ const FAN_OUT_BYTES: usize = 16 << 20;
 const FAN_OUT_ROUND: usize = 256;
 
 /// Fans accepted batches out to live viewers, in the order this process accepted them,
-/// until `shutdown`. Each round first keeps every activity's last sample in Redis (one
-/// pipeline), then publishes the batches on `live.<activity>`, so a viewer who has seen a
-/// sample and reconnects gets at least that one as `latest`.
+/// until `shutdown`. Each round first keeps every activity's last sample in Redis and asks
+/// which of the round's activities are watched (one pipeline), then publishes the watched
+/// activities' batches on `live.<activity>`, so a viewer who has seen a sample and
+/// reconnects gets at least that one as `latest`.
 pub(crate) async fn fan_out(
     telemetry: Telemetry,
     mut batches: mpsc::Receiver<LiveBatch>,
@@ -130,37 +150,94 @@ pub(crate) async fn fan_out(
         if taken == 0 {
             return Ok(());
         }
-        let mut last = HashMap::new();
-        for batch in &round {
-            if let Some(sample) = &batch.last {
-                last.insert(batch.activity_id.as_str(), sample.as_str());
-            }
-        }
-        let mut pipe = redis::pipe();
-        for (activity_id, sample) in last {
-            pipe.set_ex(
-                telemetry.last_sample_key(activity_id),
-                sample,
-                LAST_SAMPLE_SECONDS,
-            )
-            .ignore();
-        }
-        let mut redis = telemetry.redis.connection();
-        if let Err(error) = pipe.query_async::<()>(&mut redis).await {
-            tracing::debug!(%error, "cannot keep the latest live samples");
-        }
+        let watched = keep_last_and_find_watched(&telemetry, &round).await;
         for batch in round.drain(..) {
             let bytes = batch.payload.len();
-            if let Err(error) = telemetry
-                .broker
-                .client
-                .publish(telemetry.live_subject(&batch.activity_id), batch.payload)
-                .await
+            if watched
+                .as_ref()
+                .is_none_or(|watched| watched.contains(batch.activity_id.as_str()))
+                && let Err(error) = telemetry
+                    .broker
+                    .client
+                    .publish(telemetry.live_subject(&batch.activity_id), batch.payload)
+                    .await
             {
                 tracing::debug!(%error, "live fan-out failed");
             }
             telemetry.live.done(bytes);
         }
+    }
+}
+
+/// Keeps the last sample of each activity in `round` and answers which of them have a
+/// viewer, in one Redis round trip; `None` when Redis did not answer.
+async fn keep_last_and_find_watched(
+    telemetry: &Telemetry,
+    round: &[LiveBatch],
+) -> Option<HashSet<String>> {
+    let mut last = HashMap::new();
+    for batch in round {
+        let entry = last.entry(batch.activity_id.as_str()).or_insert(None);
+        if let Some(sample) = &batch.last {
+            *entry = Some(sample.as_str());
+        }
+    }
+    let mut pipe = redis::pipe();
+    for (activity_id, sample) in &last {
+        if let Some(sample) = sample {
+            pipe.set_ex(
+                telemetry.last_sample_key(activity_id),
+                *sample,
+                LAST_SAMPLE_SECONDS,
+            )
+            .ignore();
+        }
+    }
+    let activities: Vec<&str> = last.into_keys().collect();
+    for activity_id in &activities {
+        pipe.exists(telemetry.watch_key(activity_id));
+    }
+    let mut redis = telemetry.redis.connection();
+    match pipe.query_async::<Vec<bool>>(&mut redis).await {
+        Ok(flags) => Some(
+            activities
+                .into_iter()
+                .zip(flags)
+                .filter(|(_, watched)| *watched)
+                .map(|(activity_id, _)| activity_id.to_owned())
+                .collect(),
+        ),
+        Err(error) => {
+            tracing::debug!(%error, "cannot keep the latest live samples or find viewers");
+            None
+        }
+    }
+}
+
+/// Marks the activity as watched for the next [`WATCH_SECONDS`]. Best effort: without
+/// Redis the fan-out publishes everything anyway.
+async fn mark_watched(
+    telemetry: &Telemetry,
+    redis: &mut redis::aio::ConnectionManager,
+    activity_id: &str,
+) {
+    if let Err(error) = redis
+        .set_ex::<_, _, ()>(telemetry.watch_key(activity_id), 1, WATCH_SECONDS)
+        .await
+    {
+        tracing::debug!(%error, "cannot mark a live view");
+    }
+}
+
+/// Renews the mark every [`WATCH_REFRESH`] until `stop` (the live view closed).
+async fn keep_watching(telemetry: Telemetry, activity_id: String, stop: CancellationToken) {
+    let mut redis = telemetry.redis.connection();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(WATCH_REFRESH) => {}
+        }
+        mark_watched(&telemetry, &mut redis, &activity_id).await;
     }
 }
 
@@ -220,7 +297,24 @@ async fn live(
         .subscribe(telemetry.live_subject(&activity.activity_id))
         .await
         .map_err(|error| ApiError::unavailable(error, 2))?;
+    // The broker has the subscription before the fan-out can learn of the viewer, so
+    // nothing the fan-out publishes for this view from then on is missed.
+    telemetry
+        .broker
+        .client
+        .flush()
+        .await
+        .map_err(|error| ApiError::unavailable(error, 2))?;
     let mut redis = telemetry.redis.connection();
+    mark_watched(&telemetry, &mut redis, &activity.activity_id).await;
+    let stop_watching = CancellationToken::new();
+    tokio::spawn(keep_watching(
+        telemetry.clone(),
+        activity.activity_id.clone(),
+        stop_watching.clone(),
+    ));
+    // Dropped with the event stream, when the viewer goes away.
+    let watching = stop_watching.drop_guard();
     let latest: Option<String> = redis
         .get(telemetry.last_sample_key(&activity.activity_id))
         .await
@@ -230,7 +324,9 @@ async fn live(
             .map(|sample| Ok(Event::default().event("latest").data(sample)))
             .into_iter(),
     );
-    let samples = subscription.flat_map(|message| {
+    let samples = subscription.flat_map(move |message| {
+        // The live view holds the watch for as long as it is open.
+        let _watching = &watching;
         let events: Vec<Result<Event, Infallible>> = StoredBatch::decode(message.payload.as_ref())
             .map(|batch| {
                 batch

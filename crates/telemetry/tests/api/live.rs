@@ -103,3 +103,59 @@ async fn private_live_views_are_for_their_owner_only() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn only_workouts_someone_watches_cross_the_broker_live() {
+    use futures_util::StreamExt as _;
+
+    let app = spawn_app().await;
+    let ride = recording(&app, "ride", "public").await;
+    let viewer = app.new_account().await;
+    let nats = async_nats::connect(&app.config.nats_url)
+        .await
+        .expect("nats");
+    let mut on_the_wire = nats
+        .subscribe(format!(
+            "{}live.{}",
+            app.config.nats_prefix, ride.activity_id
+        ))
+        .await
+        .expect("subscribed");
+    nats.flush().await.expect("subscription registered");
+
+    // Nobody watches: the batch is stored and its last sample kept, but nothing is published.
+    assert_eq!(
+        post_batch(&app, &ride, 1, samples(&ride, 0, 5))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), on_the_wire.next())
+            .await
+            .is_err(),
+        "a batch nobody watches was published"
+    );
+
+    // Once a viewer is connected (the answer comes after the watch is registered), every
+    // batch crosses, and the viewer starts from the unpublished batch's last sample.
+    let stream = connect(&app, &viewer.access_token, &ride.activity_id).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(
+        post_batch(&app, &ride, 2, samples(&ride, 5, 5))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    tokio::time::timeout(Duration::from_secs(5), on_the_wire.next())
+        .await
+        .expect("a watched batch is published")
+        .expect("a message");
+    let events = read_events(stream, 6).await;
+    assert_eq!(events.len(), 6);
+    assert_eq!(events[0].0, "latest");
+    assert_eq!(events[0].1["time"], ride.start_ms + 60_000 + 4_000);
+    assert!(events[1..].iter().all(|(name, _)| name == "sample"));
+    assert_eq!(events[1].1["time"], ride.start_ms + 60_000 + 5_000);
+    assert_eq!(events[5].1["time"], ride.start_ms + 60_000 + 9_000);
+}
