@@ -9,7 +9,7 @@
 //!    own rate for the same number of equal points written by one client straight to `/write`,
 //!    1,000 lines a write (and the writer's own write size), into a separate database;
 //! 3. ingest latency at half the protobuf 1,000-sample accept rate, open loop (latency from
-//!    when a batch was due);
+//!    when a batch was due; each batch is built before it is due, as a device has it ready);
 //! 4. during 3, a probe device posts a 10-sample batch every 100 ms while a viewer follows its
 //!    workout on `GET /v1/activities/{id}/live`: the delay from each batch's `202` to its first
 //!    sample arriving as an SSE `sample` event;
@@ -650,11 +650,14 @@ impl Bench {
         let mut tasks = Vec::with_capacity(total);
         for index in 0..total {
             let due = began + interval.mul_f64(index as f64);
-            tokio::time::sleep_until(due).await;
             let device = self.devices[index % self.devices.len()].clone();
+            // A device has its batch in hand when it is due: building it is the client's
+            // time, not the server's. Late building still shows, since latency is counted
+            // from when the batch was due.
+            let (content_type, body, first) = device.next_batch(1000, true);
+            tokio::time::sleep_until(due).await;
             let (client, url) = (self.client.clone(), self.batches_url.clone());
             tasks.push(tokio::spawn(async move {
-                let (content_type, body, first) = device.next_batch(1000, true);
                 let outcome = post_batch(&client, &url, &device.token, content_type, body).await;
                 if outcome.is_ok() {
                     device.accepted(first, 1000);
