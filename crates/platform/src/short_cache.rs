@@ -10,8 +10,12 @@
 //! a whole `ttl`). No answer older than `ttl` is ever served, counted from when its fetch
 //! began.
 //!
+//! Concurrent requests for a key nobody has an answer for share one fetch (after a restart
+//! every device's first batches arrive at once; without this each of them would ask).
+//!
 //! Failed fetches are not cached: a failed renewal leaves the old answer in place until its
-//! `ttl` ends, and the next request after that asks again itself.
+//! `ttl` ends, and the next request after that asks again itself. Requests that waited for a
+//! fetch that failed (or was abandoned) each ask for themselves.
 
 use std::{
     collections::HashMap,
@@ -21,7 +25,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::time::Instant;
+use tokio::{sync::watch, time::Instant};
 
 /// Entries above which expired ones are pruned.
 const PRUNE_ABOVE: usize = 100_000;
@@ -35,39 +39,58 @@ struct Entry<V> {
     renewing: bool,
 }
 
+#[derive(Debug)]
+struct Inner<K, V> {
+    entries: HashMap<K, Entry<V>>,
+    /// Fetches under way for keys without a servable answer; waiters get `Some(answer)`, or
+    /// see the sender dropped when the fetch failed.
+    fetching: HashMap<K, watch::Receiver<Option<V>>>,
+}
+
 /// Answers keyed by `K`, each served for at most `ttl` and renewed in the background once it
 /// is half that old. Cheap to clone (shared state).
 #[derive(Debug)]
 pub struct ShortCache<K, V> {
     ttl: Duration,
-    entries: Arc<Mutex<HashMap<K, Entry<V>>>>,
+    inner: Arc<Mutex<Inner<K, V>>>,
 }
 
 impl<K, V> Clone for ShortCache<K, V> {
     fn clone(&self) -> Self {
         Self {
             ttl: self.ttl,
-            entries: self.entries.clone(),
+            inner: self.inner.clone(),
         }
     }
+}
+
+/// What a request does about a key.
+enum Plan<V> {
+    Serve(V),
+    Wait(watch::Receiver<Option<V>>),
+    Fetch(watch::Sender<Option<V>>),
 }
 
 impl<K, V> ShortCache<K, V>
 where
     K: Eq + Hash + Clone + Send + 'static,
-    V: Clone + Send + 'static,
+    V: Clone + Send + Sync + 'static,
 {
     /// An empty cache whose answers live for `ttl`.
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: Arc::new(Mutex::new(HashMap::new())),
+            inner: Arc::new(Mutex::new(Inner {
+                entries: HashMap::new(),
+                fetching: HashMap::new(),
+            })),
         }
     }
 
     /// The answer for `key`: cached when younger than `ttl` (renewed in the background by
-    /// `fetch` when older than half of it), otherwise fetched now. A fetch error is returned
-    /// only when there is no answer young enough to serve.
+    /// `fetch` when older than half of it), otherwise fetched now, once for all the requests
+    /// that want it meanwhile. A fetch error is returned only when there is no answer young
+    /// enough to serve.
     pub async fn get<E, F, Fut>(&self, key: K, fetch: F) -> Result<V, E>
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -75,22 +98,60 @@ where
         E: Send + 'static,
     {
         let now = Instant::now();
-        {
-            let mut entries = self.lock();
-            if let Some(entry) = entries.get_mut(&key) {
+        let plan = {
+            let mut inner = self.lock();
+            let fresh = inner.entries.get_mut(&key).and_then(|entry| {
                 let age = now.saturating_duration_since(entry.fetched);
-                if age < self.ttl {
-                    if age >= self.ttl / 2 && !entry.renewing {
-                        entry.renewing = true;
-                        self.renew(key, fetch);
+                (age < self.ttl).then(|| {
+                    let renew = age >= self.ttl / 2 && !entry.renewing;
+                    entry.renewing |= renew;
+                    (entry.value.clone(), renew)
+                })
+            });
+            match fresh {
+                Some((value, renew)) => {
+                    if renew {
+                        self.renew(key.clone(), fetch);
+                        return Ok(value);
                     }
-                    return Ok(entry.value.clone());
+                    Plan::Serve(value)
                 }
+                None => match inner.fetching.get(&key) {
+                    Some(receiver) => Plan::Wait(receiver.clone()),
+                    None => {
+                        let (sender, receiver) = watch::channel(None);
+                        inner.fetching.insert(key.clone(), receiver);
+                        Plan::Fetch(sender)
+                    }
+                },
+            }
+        };
+        match plan {
+            Plan::Serve(value) => Ok(value),
+            Plan::Wait(mut receiver) => {
+                if let Ok(answer) = receiver.wait_for(Option::is_some).await
+                    && let Some(value) = answer.as_ref()
+                {
+                    return Ok(value.clone());
+                }
+                // The shared fetch failed: ask for ourselves.
+                let value = fetch().await?;
+                self.store(key, value.clone(), now);
+                Ok(value)
+            }
+            Plan::Fetch(sender) => {
+                // Removes the fetch from `fetching` however this ends, even when the request
+                // is dropped midway, so nobody waits for it forever.
+                let _done = Fetching {
+                    cache: self,
+                    key: key.clone(),
+                };
+                let value = fetch().await?;
+                self.store(key, value.clone(), now);
+                sender.send_replace(Some(value.clone()));
+                Ok(value)
             }
         }
-        let value = fetch().await?;
-        self.store(key, value.clone(), now);
-        Ok(value)
     }
 
     /// Fetches `key` in the background and stores the answer; on failure the old answer
@@ -107,7 +168,7 @@ where
             match fetch().await {
                 Ok(value) => cache.store(key, value, began),
                 Err(_) => {
-                    if let Some(entry) = cache.lock().get_mut(&key) {
+                    if let Some(entry) = cache.lock().entries.get_mut(&key) {
                         entry.renewing = false;
                     }
                 }
@@ -116,7 +177,8 @@ where
     }
 
     fn store(&self, key: K, value: V, fetched: Instant) {
-        let mut entries = self.lock();
+        let mut inner = self.lock();
+        let entries = &mut inner.entries;
         if entries.len() > PRUNE_ABOVE {
             let ttl = self.ttl;
             entries.retain(|_, entry| entry.fetched.elapsed() < ttl);
@@ -139,11 +201,34 @@ where
         );
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Entry<V>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
         // Nothing panics while holding the lock; a poisoned map is still consistent.
-        self.entries
+        self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Ends a shared fetch's registration when dropped.
+struct Fetching<'a, K, V>
+where
+    K: Eq + Hash,
+{
+    cache: &'a ShortCache<K, V>,
+    key: K,
+}
+
+impl<K, V> Drop for Fetching<'_, K, V>
+where
+    K: Eq + Hash,
+{
+    fn drop(&mut self) {
+        self.cache
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .fetching
+            .remove(&self.key);
     }
 }
 
@@ -245,6 +330,65 @@ mod tests {
         );
         source.fail.store(false, Ordering::SeqCst);
         assert_eq!(cache.get("d", source.fetch(Duration::ZERO)).await, Ok(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_for_an_unknown_key_share_one_fetch() {
+        let cache = ShortCache::new(TTL);
+        let source = Source::default();
+        let requests: Vec<_> = (0..20)
+            .map(|_| {
+                let (cache, fetch) = (cache.clone(), source.fetch(Duration::from_millis(50)));
+                tokio::spawn(async move { cache.get("d", fetch).await })
+            })
+            .collect();
+        for request in requests {
+            assert_eq!(request.await.expect("request"), Ok(1));
+        }
+        assert_eq!(source.count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_the_shared_fetch_fails_each_waiter_asks_for_itself() {
+        let cache = ShortCache::new(TTL);
+        let source = Source::default();
+        source.fail.store(true, Ordering::SeqCst);
+        let leader = {
+            let (cache, fetch) = (cache.clone(), source.fetch(Duration::from_millis(50)));
+            tokio::spawn(async move { cache.get("d", fetch).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The waiter joins the failing fetch; by the time it asks itself the source is back.
+        let waiter = {
+            let (cache, fetch) = (cache.clone(), source.fetch(Duration::from_millis(50)));
+            tokio::spawn(async move { cache.get("d", fetch).await })
+        };
+        // The shared fetch fails at 50 ms; the waiter's own fetch answers at 100 ms.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        source.fail.store(false, Ordering::SeqCst);
+        assert_eq!(leader.await.expect("leader"), Err("down"));
+        assert_eq!(waiter.await.expect("waiter"), Ok(1));
+        // A dropped or failed fetch leaves nothing behind that later requests would wait on.
+        assert_eq!(cache.get("d", source.fetch(Duration::ZERO)).await, Ok(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_fetch_does_not_strand_later_requests() {
+        let cache = ShortCache::new(TTL);
+        let source = Source::default();
+        let abandoned = {
+            let (cache, fetch) = (cache.clone(), source.fetch(Duration::from_secs(60)));
+            tokio::spawn(async move { cache.get("d", fetch).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        let started = Instant::now();
+        assert_eq!(
+            cache.get("d", source.fetch(Duration::from_millis(5))).await,
+            Ok(1)
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(5));
     }
 
     #[tokio::test(start_paused = true)]
