@@ -64,11 +64,21 @@ impl<K, V> Clone for ShortCache<K, V> {
     }
 }
 
-/// What a request does about a key.
+/// What a request without a servable answer does.
 enum Plan<V> {
-    Serve(V),
+    /// Waits for the fetch under way.
     Wait(watch::Receiver<Option<V>>),
+    /// Fetches, for itself and whoever waits.
     Fetch(watch::Sender<Option<V>>),
+}
+
+impl<K, V> ShortCache<K, V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
+        // Nothing panics while holding the lock; a poisoned map is still consistent.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl<K, V> ShortCache<K, V>
@@ -108,26 +118,22 @@ where
                     (entry.value.clone(), renew)
                 })
             });
-            match fresh {
-                Some((value, renew)) => {
-                    if renew {
-                        self.renew(key.clone(), fetch);
-                        return Ok(value);
-                    }
-                    Plan::Serve(value)
+            if let Some((value, renew)) = fresh {
+                if renew {
+                    self.renew(key, fetch);
                 }
-                None => match inner.fetching.get(&key) {
-                    Some(receiver) => Plan::Wait(receiver.clone()),
-                    None => {
-                        let (sender, receiver) = watch::channel(None);
-                        inner.fetching.insert(key.clone(), receiver);
-                        Plan::Fetch(sender)
-                    }
-                },
+                return Ok(value);
+            }
+            match inner.fetching.get(&key) {
+                Some(receiver) => Plan::Wait(receiver.clone()),
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    inner.fetching.insert(key.clone(), receiver);
+                    Plan::Fetch(sender)
+                }
             }
         };
         match plan {
-            Plan::Serve(value) => Ok(value),
             Plan::Wait(mut receiver) => {
                 if let Ok(answer) = receiver.wait_for(Option::is_some).await
                     && let Some(value) = answer.as_ref()
@@ -135,9 +141,7 @@ where
                     return Ok(value.clone());
                 }
                 // The shared fetch failed: ask for ourselves.
-                let value = fetch().await?;
-                self.store(key, value.clone(), now);
-                Ok(value)
+                self.fetch_and_store(key, fetch, now).await
             }
             Plan::Fetch(sender) => {
                 // Removes the fetch from `fetching` however this ends, even when the request
@@ -146,12 +150,22 @@ where
                     cache: self,
                     key: key.clone(),
                 };
-                let value = fetch().await?;
-                self.store(key, value.clone(), now);
+                let value = self.fetch_and_store(key, fetch, now).await?;
                 sender.send_replace(Some(value.clone()));
                 Ok(value)
             }
         }
+    }
+
+    /// Fetches `key` now and stores the answer as fetched at `began`.
+    async fn fetch_and_store<E, F, Fut>(&self, key: K, fetch: F, began: Instant) -> Result<V, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let value = fetch().await?;
+        self.store(key, value.clone(), began);
+        Ok(value)
     }
 
     /// Fetches `key` in the background and stores the answer; on failure the old answer
@@ -200,13 +214,6 @@ where
             },
         );
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
-        // Nothing panics while holding the lock; a poisoned map is still consistent.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 /// Ends a shared fetch's registration when dropped.
@@ -223,12 +230,7 @@ where
     K: Eq + Hash,
 {
     fn drop(&mut self) {
-        self.cache
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .fetching
-            .remove(&self.key);
+        self.cache.lock().fetching.remove(&self.key);
     }
 }
 
