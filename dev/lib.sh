@@ -31,6 +31,7 @@ STRIDE_STARTED_REDIS=""   # pid file of a redis-server we started
 STRIDE_STARTED_NATS=""    # pid of a nats-server we started
 STRIDE_STARTED_INFLUX=""  # pid of an influxd we started
 STRIDE_IDLE_CGROUP=""     # the idle CPU cgroup it runs in, when there is one
+STRIDE_MADE_BACKGROUND_CGROUP=""  # the idle CPU cgroup made for stride's background threads
 STRIDE_CLEANED_UP=""
 STRIDE_APT_UPDATED=""
 
@@ -490,6 +491,32 @@ stride_cpu_idle_cgroup() {
     return 1
 }
 
+# Makes an idle CPU cgroup for stride's background threads (the telemetry writer) and
+# exports STRIDE_BACKGROUND_CGROUP for the `stride serve` started next, unless it is set
+# already or STRIDE_BACKGROUND_CPU_IDLE=0. Threads join it one by one, which only cgroup v1's
+# `cpu` hierarchy allows of an ordinary process; elsewhere the writer stays at SCHED_IDLE in
+# the server's own group. Removed at exit once the server is gone.
+stride_background_cgroup() {
+    [ -n "${STRIDE_BACKGROUND_CGROUP:-}" ] && return 0
+    case ${STRIDE_BACKGROUND_CPU_IDLE:-1} in
+    0) return 0 ;;
+    1) ;;
+    *) stride_die "STRIDE_BACKGROUND_CPU_IDLE must be 0 or 1, not '${STRIDE_BACKGROUND_CPU_IDLE}'" ;;
+    esac
+    local root dir
+    for root in /sys/fs/cgroup/cpu /sys/fs/cgroup/cpu,cpuacct; do
+        [ -f "$root/cpu.idle" ] || continue
+        dir=$root/stride-background
+        if { mkdir -p "$dir" && echo 1 >"$dir/cpu.idle"; } 2>/dev/null; then
+            export STRIDE_BACKGROUND_CGROUP=$dir
+            STRIDE_MADE_BACKGROUND_CGROUP=$dir
+            stride_log "background threads run in the idle CPU group $dir"
+            return 0
+        fi
+    done
+    stride_log "no idle CPU group for background threads (needs cgroup v1 cpu.idle and write access); they run at SCHED_IDLE only"
+}
+
 # ---------------------------------------------------------------------------
 # Toolchain
 
@@ -552,6 +579,9 @@ stride_stop_pid() {
 stride_cleanup() {
     [ -n "$STRIDE_CLEANED_UP" ] && return 0
     STRIDE_CLEANED_UP=1
+    # Removed once empty: it fails while a server of ours still has a thread in it.
+    [ -n "$STRIDE_MADE_BACKGROUND_CGROUP" ] &&
+        { rmdir "$STRIDE_MADE_BACKGROUND_CGROUP" 2>/dev/null || true; }
     if [ "${STRIDE_KEEP_SERVICES:-}" = 1 ]; then
         [ -n "$STRIDE_STARTED_INFLUX$STRIDE_STARTED_NATS$STRIDE_STARTED_REDIS$STRIDE_STARTED_PG" ] &&
             stride_log "STRIDE_KEEP_SERVICES=1: leaving the servers we started running"

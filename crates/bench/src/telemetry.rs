@@ -109,6 +109,10 @@ pub struct AcceptFigures {
     pub first_failure: Option<String>,
     /// Batch latency (send to `202`).
     pub latency: Option<LatencySummary>,
+    /// Open loop only: the latency of the batches due in each second of the phase, so a
+    /// stall at the start (cold caches) tells apart from a tail spread over the phase.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency_by_second: Vec<LatencySummary>,
     /// Seconds from the phase's end until InfluxDB held every sample it accepted.
     pub drained_after_secs: Option<f64>,
     /// Who used the CPU during the phase.
@@ -608,6 +612,7 @@ impl Bench {
             failed: tally.failed,
             first_failure: tally.first_failure,
             latency: stats::summarize(&tally.latencies),
+            latency_by_second: Vec::new(),
             drained_after_secs: drained.map(|d| d.as_secs_f64()),
             cpu,
         })
@@ -666,8 +671,15 @@ impl Bench {
             }));
         }
         let mut tally = Tally::default();
-        for task in tasks {
+        let seconds = window.as_secs_f64().ceil() as usize;
+        let mut by_second = vec![Vec::new(); seconds.max(1)];
+        for (index, task) in tasks.into_iter().enumerate() {
             let (outcome, latency) = task.await.context("batch task")?;
+            if outcome.is_ok() {
+                let second = (index as f64 / batches_per_second) as usize;
+                let last = by_second.len() - 1;
+                by_second[second.min(last)].push(latency);
+            }
             tally.add(outcome, latency);
         }
         let cpu_after = CpuSnapshot::take(self.server_pid).ok();
@@ -682,6 +694,10 @@ impl Bench {
             failed: tally.failed,
             first_failure: tally.first_failure,
             latency: stats::summarize(&tally.latencies),
+            latency_by_second: by_second
+                .iter()
+                .filter_map(|latencies| stats::summarize(latencies))
+                .collect(),
             drained_after_secs: drained.map(|d| d.as_secs_f64()),
             cpu: cpu_between(cpu_before, cpu_after, self.server_pid),
         })
@@ -1242,6 +1258,18 @@ pub fn render(report: &Report) -> String {
             "{}",
             api::latency_line("latency from due", h.latency.as_ref())
         );
+        if !h.latency_by_second.is_empty() {
+            let seconds: Vec<String> = h
+                .latency_by_second
+                .iter()
+                .map(|s| format!("{:.1}/{:.1}", s.p99_ms, s.max_ms))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  p99/max ms by second of the phase: {}",
+                seconds.join(" ")
+            );
+        }
         let _ = writeln!(out, "{}", api::cpu_line("", h.cpu.as_ref()));
     }
     let l = &report.live;

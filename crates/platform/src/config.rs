@@ -89,6 +89,11 @@ pub struct Config {
     /// (`STRIDE_TELEMETRY_WRITERS`, 0 to 16; 0 makes an ingest-only replica that leaves
     /// the buffer to other processes' writers).
     pub telemetry_writers: u32,
+    /// A cgroup v1 `cpu` folder (one with `cpu.idle = 1`) that background threads — the
+    /// telemetry writer — move into, so that they run only on CPU time no request-serving
+    /// process wants (`STRIDE_BACKGROUND_CGROUP`; unset: they stay in the process's group at
+    /// `SCHED_IDLE`). The project's scripts create and set it where the kernel allows.
+    pub background_cgroup: Option<String>,
     /// How long a catalog search answer is cached in Redis, seconds; 0 turns the cache off
     /// (`STRIDE_CATALOG_SEARCH_CACHE_SECONDS`). Every import invalidates it at once.
     pub catalog_search_cache_seconds: u64,
@@ -141,6 +146,7 @@ impl Default for Config {
             inventory_grpc_url: None,
             device_batches_per_second: 20,
             telemetry_writers: 2,
+            background_cgroup: None,
             catalog_search_cache_seconds: 300,
             log_format: "json".into(),
             log: "info,sqlx=warn".into(),
@@ -212,6 +218,15 @@ impl Config {
         if self.telemetry_writers > 16 {
             return Err(ConfigError::Value(
                 "STRIDE_TELEMETRY_WRITERS must be between 0 and 16".into(),
+            ));
+        }
+        if self
+            .background_cgroup
+            .as_deref()
+            .is_some_and(|folder| !Path::new(folder).is_absolute())
+        {
+            return Err(ConfigError::Value(
+                "STRIDE_BACKGROUND_CGROUP must be an absolute path to a cgroup folder".into(),
             ));
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
@@ -307,5 +322,24 @@ mod tests {
         assert!(writers(16).check().is_ok());
         let message = writers(17).check().expect_err("too many").to_string();
         assert!(message.contains("STRIDE_TELEMETRY_WRITERS"), "{message}");
+    }
+
+    #[test]
+    fn the_background_cgroup_must_be_an_absolute_folder() {
+        let cgroup = |folder: Option<&str>| Config {
+            background_cgroup: folder.map(str::to_owned),
+            ..Config::default()
+        };
+        assert!(cgroup(None).check().is_ok());
+        assert!(
+            cgroup(Some("/sys/fs/cgroup/cpu/stride-background"))
+                .check()
+                .is_ok()
+        );
+        let message = cgroup(Some("stride-background"))
+            .check()
+            .expect_err("relative")
+            .to_string();
+        assert!(message.contains("STRIDE_BACKGROUND_CGROUP"), "{message}");
     }
 }

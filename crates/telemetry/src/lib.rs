@@ -102,12 +102,15 @@ async fn ensure_stream(broker: &Broker, config: &Config) -> anyhow::Result<()> {
 
 /// Runs the process's writers (`STRIDE_TELEMETRY_WRITERS`) until `shutdown`.
 ///
-/// They drain the buffer on a thread of their own at a lower priority, with their own NATS
-/// connection and InfluxDB client: turning 100,000 samples into line protocol is tens of
-/// milliseconds of CPU, and on the request path's runtime it held up the broker connection
-/// that ingest waits on for its acks. Apart, the kernel preempts it for requests instead.
+/// They drain the buffer on a thread of their own at `SCHED_IDLE`, in
+/// `STRIDE_BACKGROUND_CGROUP` when it is set, with their own NATS connection and InfluxDB
+/// client: turning 100,000 samples into line protocol is tens of milliseconds of CPU. On the
+/// request path's runtime it held up the broker connection that ingest waits on for its
+/// acks; at nice 10 it still kept a core from nats-server for up to 40 ms while ingest
+/// waited for an ack. Apart and idle, the kernel preempts it for either.
 async fn run_writers(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    stride_platform::thread::run_apart("telemetry-writer", move || async move {
+    let cgroup = config.background_cgroup.clone();
+    stride_platform::thread::run_apart("telemetry-writer", cgroup.as_deref(), move || async move {
         let broker = Broker::connect(&config).await?;
         let influx = Influx::new(&config.influx_url, &config.influx_database);
         let writer = writer::Writer::new(broker, stream_name(&config), influx);
