@@ -9,7 +9,11 @@
 //!    own rate for the same number of equal points written by one client straight to `/write`,
 //!    1,000 lines a write (and the writer's own write size), into a separate database;
 //! 3. ingest latency at half the protobuf 1,000-sample accept rate, open loop (latency from
-//!    when a batch was due; each batch is built before it is due, as a device has it ready);
+//!    when a batch was due; each batch is built before it is due, as a device has it ready).
+//!    The loop starts with `--latency-warm-up-secs` (2) at the same rate that are reported
+//!    apart and not counted: after the drain that ends phase 2 the server has idled for
+//!    minutes, its caches have expired and its database pools have closed their idle
+//!    connections, and that cold start is not the steady state the figure is about;
 //! 4. during 3, a probe device posts a 10-sample batch every 100 ms while a viewer follows its
 //!    workout on `GET /v1/activities/{id}/live`: the delay from each batch's `202` to its first
 //!    sample arriving as an SSE `sample` event;
@@ -77,6 +81,11 @@ pub struct Options {
     /// Length of the half-rate latency phase, seconds.
     #[arg(long, default_value_t = 10)]
     pub latency_secs: u64,
+    /// Seconds at the half rate before the measured window of phase 3, in the same open
+    /// loop and not counted in its figures (reported apart): the caches, connection pools
+    /// and the writer start from idle after the drain that ends phase 2.
+    #[arg(long, default_value_t = 2)]
+    pub latency_warm_up_secs: u64,
     /// Lines per direct InfluxDB write (comma-separated).
     #[arg(long, default_value = "1000,100000", value_delimiter = ',')]
     pub direct_batch_lines: Vec<usize>,
@@ -113,6 +122,10 @@ pub struct AcceptFigures {
     /// stall at the start (cold caches) tells apart from a tail spread over the phase.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub latency_by_second: Vec<LatencySummary>,
+    /// Open loop only: the latency of the batches of the warm-up before the measured
+    /// window, at the same rate and not counted above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_up_latency: Option<LatencySummary>,
     /// Seconds from the phase's end until InfluxDB held every sample it accepted.
     pub drained_after_secs: Option<f64>,
     /// Who used the CPU during the phase.
@@ -613,6 +626,7 @@ impl Bench {
             first_failure: tally.first_failure,
             latency: stats::summarize(&tally.latencies),
             latency_by_second: Vec::new(),
+            warm_up_latency: None,
             drained_after_secs: drained.map(|d| d.as_secs_f64()),
             cpu,
         })
@@ -641,16 +655,19 @@ impl Bench {
         })
     }
 
-    /// Open loop at `samples_per_second` in 1,000-sample protobuf batches, devices in turn.
+    /// Open loop at `samples_per_second` in 1,000-sample protobuf batches, devices in turn:
+    /// `warm_up` at the rate, not counted, then the measured `window`.
     async fn open_loop(
         &self,
         samples_per_second: f64,
+        warm_up: Duration,
         window: Duration,
     ) -> anyhow::Result<AcceptFigures> {
         let batches_per_second = (samples_per_second / 1000.0).max(1.0);
         let interval = Duration::from_secs_f64(1.0 / batches_per_second);
-        let total = (window.as_secs_f64() * batches_per_second).round() as usize;
-        let cpu_before = CpuSnapshot::take(self.server_pid).ok();
+        let warm_up_batches = (warm_up.as_secs_f64() * batches_per_second).round() as usize;
+        let total = warm_up_batches + (window.as_secs_f64() * batches_per_second).round() as usize;
+        let mut cpu_before = None;
         let began = tokio::time::Instant::now();
         let mut tasks = Vec::with_capacity(total);
         for index in 0..total {
@@ -661,6 +678,9 @@ impl Bench {
             // from when the batch was due.
             let (content_type, body, first) = device.next_batch(1000, true);
             tokio::time::sleep_until(due).await;
+            if index == warm_up_batches {
+                cpu_before = CpuSnapshot::take(self.server_pid).ok();
+            }
             let (client, url) = (self.client.clone(), self.batches_url.clone());
             tasks.push(tokio::spawn(async move {
                 let outcome = post_batch(&client, &url, &device.token, content_type, body).await;
@@ -670,13 +690,17 @@ impl Bench {
                 (outcome, due.elapsed())
             }));
         }
-        let mut tally = Tally::default();
+        let (mut tally, mut warm_up_tally) = (Tally::default(), Tally::default());
         let seconds = window.as_secs_f64().ceil() as usize;
         let mut by_second = vec![Vec::new(); seconds.max(1)];
         for (index, task) in tasks.into_iter().enumerate() {
             let (outcome, latency) = task.await.context("batch task")?;
+            let Some(measured) = index.checked_sub(warm_up_batches) else {
+                warm_up_tally.add(outcome, latency);
+                continue;
+            };
             if outcome.is_ok() {
-                let second = (index as f64 / batches_per_second) as usize;
+                let second = (measured as f64 / batches_per_second) as usize;
                 let last = by_second.len() - 1;
                 by_second[second.min(last)].push(latency);
             }
@@ -684,20 +708,22 @@ impl Bench {
         }
         let cpu_after = CpuSnapshot::take(self.server_pid).ok();
         self.accepted_total
-            .fetch_add(tally.samples, Ordering::Relaxed);
+            .fetch_add(tally.samples + warm_up_tally.samples, Ordering::Relaxed);
         let drained = self.drain().await?;
         Ok(AcceptFigures {
             encoding: "protobuf",
             batch_samples: 1000,
             samples_per_second: tally.samples as f64 / window.as_secs_f64(),
             batches: tally.batches,
-            failed: tally.failed,
-            first_failure: tally.first_failure,
+            // A failure in the warm-up counts too: every batch was expected to be accepted.
+            failed: tally.failed + warm_up_tally.failed,
+            first_failure: tally.first_failure.or(warm_up_tally.first_failure),
             latency: stats::summarize(&tally.latencies),
             latency_by_second: by_second
                 .iter()
                 .filter_map(|latencies| stats::summarize(latencies))
                 .collect(),
+            warm_up_latency: stats::summarize(&warm_up_tally.latencies),
             drained_after_secs: drained.map(|d| d.as_secs_f64()),
             cpu: cpu_between(cpu_before, cpu_after, self.server_pid),
         })
@@ -1075,10 +1101,12 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         max_rate / 2.0
     };
     eprintln!(
-        "latency: open loop at {half_rate:.0} samples/s for {} s, live probe alongside",
-        options.latency_secs
+        "latency: open loop at {half_rate:.0} samples/s, {} s of warm-up then {} s measured, \
+         live probe alongside",
+        options.latency_warm_up_secs, options.latency_secs
     );
     let window = Duration::from_secs(options.latency_secs);
+    let warm_up = Duration::from_secs(options.latency_warm_up_secs);
     let (sent, seen): (Sent, Seen) = Default::default();
     let (connected, on_connect) = tokio::sync::oneshot::channel();
     let viewer = tokio::spawn(watch_live(
@@ -1100,9 +1128,9 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         bench.batches_url.clone(),
         probe_device.clone(),
         sent.clone(),
-        Instant::now() + window,
+        Instant::now() + warm_up + window,
     ));
-    let half = bench.open_loop(half_rate, window).await?;
+    let half = bench.open_loop(half_rate, warm_up, window).await?;
     prober.await.context("probe task")??;
     tokio::time::sleep(Duration::from_secs(1)).await;
     viewer.abort();
@@ -1258,6 +1286,13 @@ pub fn render(report: &Report) -> String {
             "{}",
             api::latency_line("latency from due", h.latency.as_ref())
         );
+        if let Some(warm_up) = &h.warm_up_latency {
+            let _ = writeln!(
+                out,
+                "{}",
+                api::latency_line("warm-up before it (not counted)", Some(warm_up))
+            );
+        }
         if !h.latency_by_second.is_empty() {
             let seconds: Vec<String> = h
                 .latency_by_second

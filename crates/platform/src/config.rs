@@ -85,6 +85,11 @@ pub struct Config {
     pub inventory_grpc_url: Option<String>,
     /// Telemetry batches a device may send per second (`STRIDE_DEVICE_BATCHES_PER_SECOND`).
     pub device_batches_per_second: u32,
+    /// Telemetry batches one process works on at once; more are answered `503` with
+    /// `Retry-After` at once, before their bodies are read, so an overload costs the device
+    /// a retry instead of growing the server's memory and every request's wait
+    /// (`STRIDE_INGEST_MAX_IN_FLIGHT`, at least 1).
+    pub ingest_max_in_flight: u32,
     /// Concurrent InfluxDB writes of one telemetry process's writer
     /// (`STRIDE_TELEMETRY_WRITERS`, 0 to 16; 0 makes an ingest-only replica that leaves
     /// the buffer to other processes' writers).
@@ -145,6 +150,7 @@ impl Default for Config {
             telemetry_grpc_url: None,
             inventory_grpc_url: None,
             device_batches_per_second: 20,
+            ingest_max_in_flight: 512,
             telemetry_writers: 2,
             background_cgroup: None,
             catalog_search_cache_seconds: 300,
@@ -213,6 +219,11 @@ impl Config {
         if !retention_ok {
             return Err(ConfigError::Value(
                 "STRIDE_INFLUX_RETENTION must be INF or a duration such as 52w or 90d".into(),
+            ));
+        }
+        if self.ingest_max_in_flight == 0 {
+            return Err(ConfigError::Value(
+                "STRIDE_INGEST_MAX_IN_FLIGHT must be at least 1".into(),
             ));
         }
         if self.telemetry_writers > 16 {
@@ -322,6 +333,17 @@ mod tests {
         assert!(writers(16).check().is_ok());
         let message = writers(17).check().expect_err("too many").to_string();
         assert!(message.contains("STRIDE_TELEMETRY_WRITERS"), "{message}");
+    }
+
+    #[test]
+    fn ingest_needs_room_for_at_least_one_batch() {
+        let limit = |ingest_max_in_flight| Config {
+            ingest_max_in_flight,
+            ..Config::default()
+        };
+        assert!(limit(1).check().is_ok());
+        let message = limit(0).check().expect_err("zero").to_string();
+        assert!(message.contains("STRIDE_INGEST_MAX_IN_FLIGHT"), "{message}");
     }
 
     #[test]

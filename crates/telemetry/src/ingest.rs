@@ -1,9 +1,12 @@
 //! `POST /v1/telemetry/batches`: device ingest into the durable buffer.
 
+use std::sync::Arc;
+
 use axum::{
     body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode, header},
+    response::IntoResponse as _,
 };
 use prost::Message as _;
 use serde::Serialize;
@@ -12,6 +15,7 @@ use stride_platform::{
     http::Json,
 };
 use stride_proto::telemetry::v1::{SampleBatch, StoredBatch};
+use tokio::sync::Semaphore;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
@@ -20,8 +24,33 @@ use crate::{
     samples::{JsonBatch, MAX_BATCH_BYTES, validate},
 };
 
-pub fn router() -> OpenApiRouter<Telemetry> {
-    OpenApiRouter::new().routes(routes!(ingest))
+/// The ingest route, working on at most `max_in_flight` batches at once.
+pub fn router(max_in_flight: usize) -> OpenApiRouter<Telemetry> {
+    let permits = Arc::new(Semaphore::new(max_in_flight));
+    OpenApiRouter::new()
+        .routes(routes!(ingest))
+        .route_layer(axum::middleware::from_fn(move |request, next| {
+            shed_load(permits.clone(), request, next)
+        }))
+}
+
+/// Answers `503` at once, before the body is read, when the process already works on as
+/// many batches as it may: past that point every extra request only lengthens the wait of
+/// all of them, and holds its body in memory, until the broker's answers time out.
+async fn shed_load(
+    permits: Arc<Semaphore>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Ok(_permit) = permits.try_acquire_owned() else {
+        return ApiError::new(
+            ErrorCode::Unavailable,
+            "telemetry ingest is at capacity; keep the batch and retry after Retry-After",
+        )
+        .retry_after(1)
+        .into_response();
+    };
+    next.run(request).await
 }
 
 /// What was accepted.
@@ -108,7 +137,7 @@ async fn check_rate(telemetry: &Telemetry, device_id: &str) -> Result<(), ApiErr
         (status = 409, description = "The activity is not active or paused", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The device sends too fast", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The buffer is unavailable; keep the batch and retry after Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The buffer is unavailable, or this process already works on `STRIDE_INGEST_MAX_IN_FLIGHT` batches; keep the batch and retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -171,7 +171,7 @@ async fn build(context: Context) -> anyhow::Result<Service> {
     );
     Ok(Service {
         name: NAME,
-        router: ingest::router()
+        router: ingest::router(config.ingest_max_in_flight as usize)
             .merge(streams::router())
             .merge(live::router())
             .with_state(state),

@@ -269,3 +269,58 @@ async fn a_device_that_sends_too_fast_is_told_to_slow_down() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn past_its_in_flight_limit_ingest_sheds_batches_that_a_retry_stores_once() {
+    let app = spawn_app_with(stride_platform::config::Config {
+        ingest_max_in_flight: 1,
+        device_batches_per_second: 100_000,
+        ..test_config()
+    })
+    .await;
+    let ride = std::sync::Arc::new(recording(&app, "ride", "private").await);
+    let app = std::sync::Arc::new(app);
+    let sends = (0..80u64).map(|seq| {
+        let (app, ride) = (app.clone(), ride.clone());
+        tokio::spawn(async move {
+            let response = post_batch(&app, &ride, seq, samples(&ride, seq as i64 * 10, 10)).await;
+            (seq, response)
+        })
+    });
+    let (mut accepted, mut shed) = (0, Vec::new());
+    for send in futures_util::future::join_all(sends).await {
+        let (seq, response) = send.expect("task");
+        match response.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(response.headers().contains_key("retry-after"));
+                let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+                assert!(
+                    problem["detail"]
+                        .as_str()
+                        .is_some_and(|detail| detail.contains("capacity")),
+                    "{problem}"
+                );
+                shed.push(seq);
+            }
+            other => panic!("batch {seq}: unexpected {other}"),
+        }
+    }
+    assert!(accepted > 0, "nothing was accepted");
+    assert!(
+        !shed.is_empty(),
+        "80 concurrent batches never exceeded a limit of 1"
+    );
+    // A shed batch was not kept: sent again one at a time, it is new, not a duplicate.
+    for seq in &shed {
+        let retry = post_batch(&app, &ride, *seq, samples(&ride, *seq as i64 * 10, 10)).await;
+        assert_eq!(retry.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            retry.json::<Value>().await.expect("json"),
+            json!({"accepted": 10, "duplicate": false})
+        );
+    }
+    // And every batch is stored exactly once.
+    let streams = streams_with(&app, &ride.account.access_token, &ride.activity_id, "", 800).await;
+    assert_eq!(streams["time"]["original_size"], 800, "nothing lost");
+}
