@@ -482,13 +482,18 @@ stride_cpu_idle_cgroup() {
             continue
         fi
         dir=$root/$name
-        if { mkdir -p "$dir" && [ -f "$dir/cpu.idle" ] && echo 1 >"$dir/cpu.idle" &&
-            echo "$pid" >"$dir/cgroup.procs"; } 2>/dev/null; then
+        if stride_make_idle_cgroup "$dir" && echo "$pid" >"$dir/cgroup.procs" 2>/dev/null; then
             STRIDE_IDLE_CGROUP=$dir
             return 0
         fi
     done
     return 1
+}
+
+# Creates the CPU cgroup folder DIR when missing and sets its cpu.idle to 1; fails quietly
+# where that cannot be done.
+stride_make_idle_cgroup() {
+    { mkdir -p "$1" && [ -f "$1/cpu.idle" ] && echo 1 >"$1/cpu.idle"; } 2>/dev/null
 }
 
 # Makes an idle CPU cgroup for stride's background threads (the telemetry writer) and
@@ -507,7 +512,7 @@ stride_background_cgroup() {
     for root in /sys/fs/cgroup/cpu /sys/fs/cgroup/cpu,cpuacct; do
         [ -f "$root/cpu.idle" ] || continue
         dir=$root/stride-background
-        if { mkdir -p "$dir" && echo 1 >"$dir/cpu.idle"; } 2>/dev/null; then
+        if stride_make_idle_cgroup "$dir"; then
             export STRIDE_BACKGROUND_CGROUP=$dir
             STRIDE_MADE_BACKGROUND_CGROUP=$dir
             stride_log "background threads run in the idle CPU group $dir"

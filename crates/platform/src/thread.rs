@@ -80,20 +80,21 @@ where
 {
     let (done, result) = tokio::sync::oneshot::channel();
     let cgroup = cgroup.map(std::path::PathBuf::from);
-    let thread_name = name.to_owned();
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
             idle_priority();
             if let Some(folder) = cgroup {
+                let thread = std::thread::current();
+                let thread = thread.name().unwrap_or_default();
                 match join_cgroup(&folder) {
                     Ok(()) => tracing::info!(
-                        thread = thread_name,
+                        thread,
                         cgroup = %folder.display(),
                         "background thread runs in its CPU cgroup"
                     ),
                     Err(error) => tracing::warn!(
-                        thread = thread_name,
+                        thread,
                         cgroup = %folder.display(),
                         %error,
                         "cannot join the background CPU cgroup; running at SCHED_IDLE only"
