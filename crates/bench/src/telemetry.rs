@@ -118,10 +118,11 @@ pub struct AcceptFigures {
     pub first_failure: Option<String>,
     /// Batch latency (send to `202`).
     pub latency: Option<LatencySummary>,
-    /// Open loop only: the latency of the batches due in each second of the phase, so a
-    /// stall at the start (cold caches) tells apart from a tail spread over the phase.
+    /// Open loop only: the latency of the accepted batches due in each second of the phase
+    /// (`None` for a second with none), so a stall at the start (cold caches) tells apart
+    /// from a tail spread over the phase.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub latency_by_second: Vec<LatencySummary>,
+    pub latency_by_second: Vec<Option<LatencySummary>>,
     /// Open loop only: the latency of the batches of the warm-up before the measured
     /// window, at the same rate and not counted above.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -721,7 +722,7 @@ impl Bench {
             latency: stats::summarize(&tally.latencies),
             latency_by_second: by_second
                 .iter()
-                .filter_map(|latencies| stats::summarize(latencies))
+                .map(|latencies| stats::summarize(latencies))
                 .collect(),
             warm_up_latency: stats::summarize(&warm_up_tally.latencies),
             drained_after_secs: drained.map(|d| d.as_secs_f64()),
@@ -1222,6 +1223,20 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     })
 }
 
+/// p99/max of each second, in order; `-` for a second without an accepted batch.
+fn by_second_line(seconds: &[Option<LatencySummary>]) -> String {
+    let seconds: Vec<String> = seconds
+        .iter()
+        .map(|second| {
+            second.map_or_else(
+                || "-".to_owned(),
+                |s| format!("{:.1}/{:.1}", s.p99_ms, s.max_ms),
+            )
+        })
+        .collect();
+    format!("  p99/max ms by second of the phase: {}", seconds.join(" "))
+}
+
 /// The report for people.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
@@ -1294,16 +1309,7 @@ pub fn render(report: &Report) -> String {
             );
         }
         if !h.latency_by_second.is_empty() {
-            let seconds: Vec<String> = h
-                .latency_by_second
-                .iter()
-                .map(|s| format!("{:.1}/{:.1}", s.p99_ms, s.max_ms))
-                .collect();
-            let _ = writeln!(
-                out,
-                "  p99/max ms by second of the phase: {}",
-                seconds.join(" ")
-            );
+            let _ = writeln!(out, "{}", by_second_line(&h.latency_by_second));
         }
         let _ = writeln!(out, "{}", api::cpu_line("", h.cpu.as_ref()));
     }
@@ -1350,4 +1356,19 @@ pub fn render(report: &Report) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_without_accepted_batches_keeps_its_place() {
+        let second = |ms: u64| stats::summarize(&[Duration::from_millis(ms)]);
+        let line = by_second_line(&[second(12), None, second(30)]);
+        assert_eq!(
+            line,
+            "  p99/max ms by second of the phase: 12.0/12.0 - 30.0/30.0"
+        );
+    }
 }
