@@ -116,34 +116,54 @@ impl RunningApp {
         Ok(())
     }
 
-    /// Runs until SIGINT or SIGTERM, then stops gracefully.
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        shutdown_signal().await;
+    /// Runs until one of `signals` arrives, then stops gracefully.
+    pub async fn run_until_signal(self, signals: ShutdownSignals) -> anyhow::Result<()> {
+        signals.recv().await;
         tracing::info!("shutdown signal received; finishing in-flight work");
         self.stop().await
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGINT and SIGTERM, listened for from the moment this is made.
+///
+/// Make it before the servers start: until a listener is installed, SIGTERM has its default
+/// action and kills the process outright, so an orchestrator that stops a process just after
+/// it became ready would otherwise cut its in-flight requests and workers short.
+#[derive(Debug)]
+pub struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the listeners. Needs a Tokio runtime with its IO driver.
+    pub fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Waits for the first of the signals.
+    pub async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -96,8 +96,11 @@ fn main() -> anyhow::Result<()> {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve { targets } => {
+            // Listening before the servers start: a SIGTERM that comes as soon as the
+            // process is ready still stops it gracefully.
+            let signals = server::ShutdownSignals::install()?;
             let app = server::start(config, &targets.specs()).await?;
-            app.run_until_signal().await
+            app.run_until_signal(signals).await
         }
         Command::Migrate { targets } => server::migrate(&config, &targets.specs()).await,
         Command::Sim(options) => {
