@@ -94,6 +94,12 @@ pub struct Config {
     /// (`STRIDE_TELEMETRY_WRITERS`, 0 to 16; 0 makes an ingest-only replica that leaves
     /// the buffer to other processes' writers).
     pub telemetry_writers: u32,
+    /// How long the telemetry buffer recognises a batch sent again (same device and `seq`)
+    /// and answers `duplicate: true` without storing it twice
+    /// (`STRIDE_TELEMETRY_DEDUP_WINDOW_SECONDS`, 1 s to a day). The buffer keeps stored
+    /// batches this long, so that the broker still knows them after a restart; the broker
+    /// holds an entry per batch for this long.
+    pub telemetry_dedup_window_seconds: u64,
     /// A cgroup v1 `cpu` folder (one with `cpu.idle = 1`) that background threads — the
     /// telemetry writer — move into, so that they run only on CPU time no request-serving
     /// process wants (`STRIDE_BACKGROUND_CGROUP`; unset: they stay in the process's group at
@@ -152,6 +158,7 @@ impl Default for Config {
             device_batches_per_second: 20,
             ingest_max_in_flight: 512,
             telemetry_writers: 2,
+            telemetry_dedup_window_seconds: 600,
             background_cgroup: None,
             catalog_search_cache_seconds: 300,
             log_format: "json".into(),
@@ -229,6 +236,11 @@ impl Config {
         if self.telemetry_writers > 16 {
             return Err(ConfigError::Value(
                 "STRIDE_TELEMETRY_WRITERS must be between 0 and 16".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.telemetry_dedup_window_seconds) {
+            return Err(ConfigError::Value(
+                "STRIDE_TELEMETRY_DEDUP_WINDOW_SECONDS must be between 1 and 86400".into(),
             ));
         }
         if self
@@ -333,6 +345,23 @@ mod tests {
         assert!(writers(16).check().is_ok());
         let message = writers(17).check().expect_err("too many").to_string();
         assert!(message.contains("STRIDE_TELEMETRY_WRITERS"), "{message}");
+    }
+
+    #[test]
+    fn the_dedup_window_is_between_a_second_and_a_day() {
+        let window = |telemetry_dedup_window_seconds| Config {
+            telemetry_dedup_window_seconds,
+            ..Config::default()
+        };
+        assert!(window(1).check().is_ok());
+        assert!(window(86_400).check().is_ok());
+        for bad in [0, 86_401] {
+            let message = window(bad).check().expect_err("out of range").to_string();
+            assert!(
+                message.contains("STRIDE_TELEMETRY_DEDUP_WINDOW_SECONDS"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -58,7 +58,8 @@ async fn shed_load(
 pub struct Accepted {
     /// Samples in the batch.
     pub accepted: usize,
-    /// The batch had been accepted before (a retry); it is stored once.
+    /// The batch had been accepted before, within the dedup window (a retry); it is stored
+    /// once.
     pub duplicate: bool,
 }
 
@@ -122,7 +123,9 @@ async fn check_rate(telemetry: &Telemetry, device_id: &str) -> Result<(), ApiErr
 }
 
 /// Accepts a batch of samples from a device, for an active or paused workout of its owner.
-/// `202` means the batch is durably stored; a retry with the same `seq` is stored once.
+/// `202` means the batch is durably stored; a retry with the same `seq` within the dedup
+/// window (`STRIDE_TELEMETRY_DEDUP_WINDOW_SECONDS`, 10 minutes by default) is answered
+/// `duplicate: true` and stored once, and a later one rewrites the same points.
 #[utoipa::path(
     post,
     path = "/v1/telemetry/batches",

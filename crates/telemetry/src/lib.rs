@@ -6,7 +6,8 @@
 //! (202 only once the broker has stored the batch; the dedup id is device and sequence
 //! number) → [`writer`] drains it into InfluxDB in large line-protocol writes and acks only
 //! after InfluxDB accepted them (on a thread and NATS connection of its own, so its CPU work
-//! never holds up a request) → [`streams`] reads an activity's time window back.
+//! never holds up a request), then trims what it stored from the buffer → [`streams`] reads
+//! an activity's time window back.
 //!
 //! - [`samples`]: the batch format and its validation (pure);
 //! - [`influx`]: the InfluxDB v1 HTTP client and line protocol;
@@ -83,20 +84,39 @@ pub fn stream_name(config: &Config) -> String {
 }
 
 async fn ensure_stream(broker: &Broker, config: &Config) -> anyhow::Result<()> {
-    broker
+    let dedup_window = Duration::from_secs(config.telemetry_dedup_window_seconds);
+    let mut stream = broker
         .jetstream
         .get_or_create_stream(stream::Config {
             name: stream_name(config),
             subjects: vec![format!("{}telemetry.batches.>", broker.subject_prefix)],
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
-            // The buffer only has to outlast an InfluxDB outage.
+            // Kept by limits, and trimmed by the writers once stored and older than the
+            // dedup window (see `writer::trim`): the age limit is only a backstop, for a
+            // backlog that InfluxDB never takes.
             max_age: Duration::from_secs(7 * 86_400),
-            duplicate_window: Duration::from_secs(600),
+            duplicate_window: dedup_window,
             ..Default::default()
         })
         .await
         .context("creating the TELEMETRY stream")?;
+    // A stream made earlier keeps its settings; the window follows the configuration.
+    let existing = stream.cached_info().config.clone();
+    if existing.duplicate_window != dedup_window {
+        broker
+            .jetstream
+            .update_stream(stream::Config {
+                duplicate_window: dedup_window,
+                ..existing
+            })
+            .await
+            .context("changing the TELEMETRY stream's dedup window")?;
+        stream
+            .info()
+            .await
+            .context("reading the TELEMETRY stream")?;
+    }
     Ok(())
 }
 
@@ -113,10 +133,17 @@ async fn run_writers(config: Arc<Config>, shutdown: CancellationToken) -> anyhow
     stride_platform::thread::run_apart("telemetry-writer", cgroup.as_deref(), move || async move {
         let broker = Broker::connect(&config).await?;
         let influx = Influx::new(&config.influx_url, &config.influx_database);
-        let writer = writer::Writer::new(broker, stream_name(&config), influx);
+        let writer = writer::Writer::new(broker.clone(), stream_name(&config), influx);
         let mut writers = tokio::task::JoinSet::new();
         for _ in 0..config.telemetry_writers {
             writers.spawn(writer.clone().run(shutdown.clone()));
+        }
+        if config.telemetry_writers > 0 {
+            let trimming = writer::trim(broker.clone(), stream_name(&config), shutdown.clone());
+            writers.spawn(async move {
+                trimming.await;
+                Ok(())
+            });
         }
         while let Some(outcome) = writers.join_next().await {
             outcome.context("a telemetry writer panicked")??;

@@ -5,21 +5,26 @@
 //! backoff and the backlog stays in the broker. A redelivered batch rewrites the same points
 //! (same measurement, tags and time), so nothing is ever stored twice.
 //!
+//! Batches stored in InfluxDB are then trimmed from the buffer ([`trim`]), so it holds only
+//! the backlog.
+//!
 //! A process runs `STRIDE_TELEMETRY_WRITERS` of them (default 2: while InfluxDB takes one
 //! write in, the next is on its way) on a thread of their own, below the request path's
 //! priority (see `run_writers` in the crate root).
 
-use std::time::Duration;
+use std::{collections::VecDeque, time::Duration};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{
     AckKind,
     consumer::{AckPolicy, pull},
+    context::ConsumerInfoErrorKind,
 };
 use futures_util::StreamExt;
 use prost::Message as _;
 use stride_platform::broker::Broker;
 use stride_proto::telemetry::v1::StoredBatch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::influx::{Influx, write_lines};
@@ -180,5 +185,152 @@ impl Writer {
             }
         }
         true
+    }
+}
+
+/// How often batches the writers have stored are removed from the buffer.
+pub const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// Removes from the buffer, every [`TRIM_EVERY`], the batches that the writers have stored
+/// and that are older than the stream's dedup window, so `TELEMETRY` holds the backlog and
+/// the last window instead of a second copy of every sample for a week.
+///
+/// The stream keeps messages by limits (its `max_age` is a backstop for a backlog InfluxDB
+/// never takes). Every message at or below the writer consumer's ack floor has been written
+/// and acked, so a purge up to there removes nothing still to be written. The last window
+/// is kept because the broker rebuilds its record of recent batch ids from the messages it
+/// holds when it restarts: a device that sends a batch again after a broker restart is
+/// still answered `duplicate` within the window.
+///
+/// A work-queue stream would delete each message at its ack, but it would forget ids at
+/// once across a restart, and NATS cannot change a stream's retention to or from work
+/// queue once it exists, so streams made by earlier versions could not follow.
+///
+/// Every replica that runs writers trims; a purge that finds nothing new to remove is
+/// harmless.
+pub async fn trim(broker: Broker, stream: String, shutdown: CancellationToken) {
+    let mut trimmer = Trimmer::default();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(TRIM_EVERY) => {}
+        }
+        if let Err(error) = trimmer.round(&broker, &stream).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot trim stored batches from the telemetry buffer; trying again later"
+            );
+        }
+    }
+}
+
+/// What the trimming rounds remember.
+#[derive(Debug, Default)]
+struct Trimmer {
+    /// The stream's last sequence at each round, oldest first: what had arrived by when.
+    marks: VecDeque<(Instant, u64)>,
+    /// The first sequence not trimmed yet.
+    kept_from: u64,
+}
+
+impl Trimmer {
+    async fn round(&mut self, broker: &Broker, stream: &str) -> anyhow::Result<()> {
+        let stream = broker
+            .jetstream
+            .get_stream(stream)
+            .await
+            .context("opening the TELEMETRY stream")?;
+        let info = stream.cached_info();
+        let window = info.config.duplicate_window;
+        let now = Instant::now();
+        self.marks.push_back((now, info.state.last_sequence));
+        let Some(aged) = older_than(&mut self.marks, now, window) else {
+            return Ok(());
+        };
+        let stored = match stream.consumer_info(DURABLE).await {
+            Ok(consumer) => consumer.ack_floor.stream_sequence,
+            // No writer has started yet: nothing was stored.
+            Err(error) if error.kind() == ConsumerInfoErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error).context("reading the writers' progress"),
+        };
+        let up_to = aged.min(stored);
+        if up_to < self.kept_from {
+            return Ok(());
+        }
+        let purged = stream
+            .purge()
+            .sequence(up_to + 1)
+            .await
+            .context("purging stored batches")?;
+        tracing::debug!(
+            purged = purged.purged,
+            up_to,
+            "trimmed the telemetry buffer"
+        );
+        self.kept_from = up_to + 1;
+        Ok(())
+    }
+}
+
+/// The last sequence that had arrived `window` or longer before `now`, dropping the marks
+/// older than the newest such one; `None` while no mark is that old.
+fn older_than(marks: &mut VecDeque<(Instant, u64)>, now: Instant, window: Duration) -> Option<u64> {
+    let is_old = |mark: &(Instant, u64)| now.saturating_duration_since(mark.0) >= window;
+    while marks.len() > 1 && marks.get(1).is_some_and(is_old) {
+        marks.pop_front();
+    }
+    marks.front().filter(|mark| is_old(mark)).map(|mark| mark.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_had_arrived_a_window_ago_may_go() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let window = Duration::from_secs(10);
+        let mut marks = VecDeque::new();
+        marks.push_back((at(0), 100));
+        assert_eq!(older_than(&mut marks, at(0), window), None);
+        marks.push_back((at(5), 250));
+        assert_eq!(older_than(&mut marks, at(5), window), None);
+        marks.push_back((at(10), 400));
+        assert_eq!(older_than(&mut marks, at(10), window), Some(100));
+        marks.push_back((at(16), 420));
+        // At 16 s the mark of 5 s is a window old: 250 had arrived by then.
+        assert_eq!(older_than(&mut marks, at(16), window), Some(250));
+        assert_eq!(marks.len(), 3, "the marks before it are dropped");
+        // Nothing new arrives for a long time: everything may go, one mark stays.
+        assert_eq!(older_than(&mut marks, at(100), window), Some(420));
+        assert_eq!(marks.len(), 1);
+    }
+
+    proptest::proptest! {
+        /// Whatever the rounds' timing, the sequence allowed to go had arrived at least a
+        /// window before, and it is the newest such.
+        #[test]
+        fn nothing_younger_than_the_window_is_released(
+            gaps in proptest::collection::vec(0u64..20, 1..60),
+        ) {
+            let start = Instant::now();
+            let window = Duration::from_secs(10);
+            let mut marks = VecDeque::new();
+            let mut all = Vec::new();
+            let mut now = start;
+            for (round, gap) in gaps.into_iter().enumerate() {
+                now += Duration::from_secs(gap);
+                let sequence = round as u64 * 7;
+                marks.push_back((now, sequence));
+                all.push((now, sequence));
+                let newest_old = all
+                    .iter()
+                    .filter(|(at, _)| now.duration_since(*at) >= window)
+                    .map(|(_, sequence)| *sequence)
+                    .max();
+                proptest::prop_assert_eq!(older_than(&mut marks, now, window), newest_old);
+            }
+        }
     }
 }

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use stride_proto::telemetry::v1::{Sample, SampleBatch};
 
 use crate::helpers::{
-    assert_problem, post_batch, recording, samples, spawn_app, spawn_app_with, streams_with,
-    test_config,
+    TestApp, assert_problem, post_batch, recording, samples, spawn_app, spawn_app_with,
+    streams_with, test_config,
 };
 
 #[tokio::test]
@@ -323,4 +323,62 @@ async fn past_its_in_flight_limit_ingest_sheds_batches_that_a_retry_stores_once(
     // And every batch is stored exactly once.
     let streams = streams_with(&app, &ride.account.access_token, &ride.activity_id, "", 800).await;
     assert_eq!(streams["time"]["original_size"], 800, "nothing lost");
+}
+
+/// The telemetry buffer's messages held, and the sequence of the last one ever stored.
+async fn buffer(app: &TestApp) -> (u64, u64) {
+    let client = async_nats::connect(&app.config.nats_url)
+        .await
+        .expect("the broker answers");
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream(stride_telemetry::stream_name(&app.config))
+        .await
+        .expect("the TELEMETRY stream");
+    let state = &stream.info().await.expect("stream info").state;
+    (state.messages, state.last_sequence)
+}
+
+#[tokio::test]
+async fn stored_batches_leave_the_buffer_after_the_dedup_window() {
+    let app = spawn_app_with(stride_platform::config::Config {
+        telemetry_dedup_window_seconds: 2,
+        ..test_config()
+    })
+    .await;
+    let ride = recording(&app, "ride", "private").await;
+    for (seq, first) in [(1, 0), (2, 300)] {
+        let sent = post_batch(&app, &ride, seq, samples(&ride, first, 300)).await;
+        assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    }
+    let again = post_batch(&app, &ride, 2, samples(&ride, 300, 300)).await;
+    assert_eq!(
+        again.json::<Value>().await.expect("json")["duplicate"],
+        true,
+        "within the window a batch sent again is known"
+    );
+    streams_with(&app, &ride.account.access_token, &ride.activity_id, "", 600).await;
+    assert_eq!(buffer(&app).await.1, 2, "two batches stored in the buffer");
+    // Stored in InfluxDB and older than the window: the writers trim them within a few
+    // rounds.
+    let deadline = tokio::time::Instant::now() + stride_telemetry::writer::TRIM_EVERY * 6;
+    let mut state = buffer(&app).await;
+    while state.0 > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        state = buffer(&app).await;
+    }
+    assert_eq!(state, (0, 2), "the stored batches left the buffer");
+    // Past the window a batch sent again is stored again, and rewrites the same points.
+    let late = post_batch(&app, &ride, 1, samples(&ride, 0, 300)).await;
+    assert_eq!(
+        late.json::<Value>().await.expect("json"),
+        json!({"accepted": 300, "duplicate": false})
+    );
+    let third = post_batch(&app, &ride, 3, samples(&ride, 600, 100)).await;
+    assert_eq!(third.status(), StatusCode::ACCEPTED);
+    let streams = streams_with(&app, &ride.account.access_token, &ride.activity_id, "", 700).await;
+    assert_eq!(
+        streams["time"]["original_size"], 700,
+        "nothing lost, nothing doubled"
+    );
+    assert_eq!(buffer(&app).await.1, 4);
 }

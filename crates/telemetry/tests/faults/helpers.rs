@@ -446,22 +446,28 @@ pub fn expected_counts(accepted: &[(Device, Vec<AcceptedBatch>)]) -> BTreeMap<St
         .collect()
 }
 
-/// What the broker holds for the telemetry buffer: (messages in the stream, the writer
-/// consumer's unacknowledged and undelivered messages).
-pub async fn buffer_state(config: &Config) -> Option<(u64, u64, u64)> {
+/// What the broker holds for the telemetry buffer: (batches ever stored in the stream, the
+/// messages it still holds, the writer consumer's unacknowledged and undelivered messages).
+pub async fn buffer_state(config: &Config) -> Option<(u64, u64, u64, u64)> {
     let client = async_nats::connect(&config.nats_url).await.ok()?;
     let jetstream = async_nats::jetstream::new(client);
     let mut stream = jetstream
         .get_stream(stride_telemetry::stream_name(config))
         .await
         .ok()?;
-    let messages = stream.info().await.ok()?.state.messages;
+    let state = stream.info().await.ok()?.state.clone();
     let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
         .get_consumer(stride_telemetry::writer::DURABLE)
         .await
         .ok()?;
     let info = consumer.info().await.ok()?;
-    Some((messages, info.num_ack_pending as u64, info.num_pending))
+    // Each installation's stream is new, so its sequences count the batches ever stored.
+    Some((
+        state.last_sequence,
+        state.messages,
+        info.num_ack_pending as u64,
+        info.num_pending,
+    ))
 }
 
 /// An HTTP proxy in front of InfluxDB that counts the writes and points passing through it,
