@@ -100,6 +100,13 @@ pub struct Config {
     /// batches this long, so that the broker still knows them after a restart; the broker
     /// holds an entry per batch for this long.
     pub telemetry_dedup_window_seconds: u64,
+    /// Bytes the telemetry buffer may hold: the backlog InfluxDB has not taken yet plus the
+    /// last dedup window (`STRIDE_TELEMETRY_BUFFER_MAX_BYTES`, at least 1 MiB; 1 GiB by
+    /// default, about 4 hours of a thousand devices at one sample a second). A full buffer
+    /// refuses new batches with `503` (devices keep them and retry) rather than fill the
+    /// broker's disk, which the `EVENTS` stream needs too. The broker reserves this much of
+    /// its JetStream storage for the stream.
+    pub telemetry_buffer_max_bytes: u64,
     /// A cgroup v1 `cpu` folder (one with `cpu.idle = 1`) that background threads — the
     /// telemetry writer — move into, so that they run only on CPU time no request-serving
     /// process wants (`STRIDE_BACKGROUND_CGROUP`; unset: they stay in the process's group at
@@ -159,6 +166,7 @@ impl Default for Config {
             ingest_max_in_flight: 512,
             telemetry_writers: 2,
             telemetry_dedup_window_seconds: 600,
+            telemetry_buffer_max_bytes: 1024 * 1024 * 1024,
             background_cgroup: None,
             catalog_search_cache_seconds: 300,
             log_format: "json".into(),
@@ -241,6 +249,11 @@ impl Config {
         if !(1..=86_400).contains(&self.telemetry_dedup_window_seconds) {
             return Err(ConfigError::Value(
                 "STRIDE_TELEMETRY_DEDUP_WINDOW_SECONDS must be between 1 and 86400".into(),
+            ));
+        }
+        if !(1024 * 1024..=i64::MAX as u64).contains(&self.telemetry_buffer_max_bytes) {
+            return Err(ConfigError::Value(
+                "STRIDE_TELEMETRY_BUFFER_MAX_BYTES must be at least 1048576 (1 MiB)".into(),
             ));
         }
         if self
@@ -359,6 +372,22 @@ mod tests {
             let message = window(bad).check().expect_err("out of range").to_string();
             assert!(
                 message.contains("STRIDE_TELEMETRY_DEDUP_WINDOW_SECONDS"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_telemetry_buffer_holds_at_least_a_mebibyte() {
+        let limit = |telemetry_buffer_max_bytes| Config {
+            telemetry_buffer_max_bytes,
+            ..Config::default()
+        };
+        assert!(limit(1024 * 1024).check().is_ok());
+        for bad in [0, 1024 * 1024 - 1, u64::MAX] {
+            let message = limit(bad).check().expect_err("out of range").to_string();
+            assert!(
+                message.contains("STRIDE_TELEMETRY_BUFFER_MAX_BYTES"),
                 "{message}"
             );
         }

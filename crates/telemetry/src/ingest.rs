@@ -122,6 +122,27 @@ async fn check_rate(telemetry: &Telemetry, device_id: &str) -> Result<(), ApiErr
     Ok(())
 }
 
+/// Seconds a device waits before sending again to a full buffer: it drains at InfluxDB's pace.
+const FULL_RETRY_AFTER_SECONDS: u64 = 30;
+
+/// The answer when the broker did not store a batch: `503` either way, and a full buffer
+/// (`STRIDE_TELEMETRY_BUFFER_MAX_BYTES`) says so.
+fn not_stored(error: async_nats::jetstream::context::PublishError) -> ApiError {
+    let full = std::error::Error::source(&error)
+        .and_then(|source| source.downcast_ref::<async_nats::jetstream::Error>())
+        .is_some_and(|refusal| refusal.to_string().contains("maximum bytes exceeded"));
+    if full {
+        tracing::warn!("the telemetry buffer is full; refusing batches until it drains");
+        return ApiError::new(
+            ErrorCode::Unavailable,
+            "the telemetry buffer is full while the sample store catches up; keep the batch \
+             and retry after Retry-After",
+        )
+        .retry_after(FULL_RETRY_AFTER_SECONDS);
+    }
+    ApiError::unavailable(error, 2)
+}
+
 /// Accepts a batch of samples from a device, for an active or paused workout of its owner.
 /// `202` means the batch is durably stored; a retry with the same `seq` within the dedup
 /// window (`STRIDE_TELEMETRY_DEDUP_WINDOW_SECONDS`, 10 minutes by default) is answered
@@ -140,7 +161,7 @@ async fn check_rate(telemetry: &Telemetry, device_id: &str) -> Result<(), ApiErr
         (status = 409, description = "The activity is not active or paused", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The device sends too fast", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The buffer is unavailable, or this process already works on `STRIDE_INGEST_MAX_IN_FLIGHT` batches; keep the batch and retry after Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The buffer is unavailable or full (`STRIDE_TELEMETRY_BUFFER_MAX_BYTES`), or this process already works on `STRIDE_INGEST_MAX_IN_FLIGHT` batches; keep the batch and retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -201,7 +222,7 @@ async fn ingest(
         .await
         .map_err(|error| ApiError::unavailable(error, 2))?
         .await
-        .map_err(|error| ApiError::unavailable(error, 2))?;
+        .map_err(not_stored)?;
     if !ack.duplicate {
         telemetry.live.send(LiveBatch {
             activity_id: stored.activity_id,

@@ -85,6 +85,8 @@ pub fn stream_name(config: &Config) -> String {
 
 async fn ensure_stream(broker: &Broker, config: &Config) -> anyhow::Result<()> {
     let dedup_window = Duration::from_secs(config.telemetry_dedup_window_seconds);
+    // Checked by `Config::check` to fit.
+    let max_bytes = i64::try_from(config.telemetry_buffer_max_bytes).unwrap_or(i64::MAX);
     let mut stream = broker
         .jetstream
         .get_or_create_stream(stream::Config {
@@ -97,21 +99,39 @@ async fn ensure_stream(broker: &Broker, config: &Config) -> anyhow::Result<()> {
             // backlog that InfluxDB never takes.
             max_age: Duration::from_secs(7 * 86_400),
             duplicate_window: dedup_window,
+            // Full, it refuses new batches: dropping old ones would lose accepted samples.
+            max_bytes,
+            discard: stream::DiscardPolicy::New,
             ..Default::default()
         })
         .await
-        .context("creating the TELEMETRY stream")?;
-    // A stream made earlier keeps its settings; the window follows the configuration.
+        .with_context(|| {
+            format!(
+                "creating the TELEMETRY stream (the broker must be able to reserve \
+                 STRIDE_TELEMETRY_BUFFER_MAX_BYTES = {max_bytes} bytes of its JetStream storage)"
+            )
+        })?;
+    // A stream made earlier keeps its settings; these follow the configuration.
     let existing = stream.cached_info().config.clone();
-    if existing.duplicate_window != dedup_window {
+    if existing.duplicate_window != dedup_window
+        || existing.max_bytes != max_bytes
+        || existing.discard != stream::DiscardPolicy::New
+    {
         broker
             .jetstream
             .update_stream(stream::Config {
                 duplicate_window: dedup_window,
+                max_bytes,
+                discard: stream::DiscardPolicy::New,
                 ..existing
             })
             .await
-            .context("changing the TELEMETRY stream's dedup window")?;
+            .with_context(|| {
+                format!(
+                    "changing the TELEMETRY stream's limits (dedup window {dedup_window:?}, \
+                     {max_bytes} bytes)"
+                )
+            })?;
         stream
             .info()
             .await

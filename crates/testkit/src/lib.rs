@@ -62,6 +62,8 @@ pub fn test_config() -> Config {
         influx_url: env_or("STRIDE_TEST_INFLUX_URL", "http://127.0.0.1:8086"),
         influx_database: format!("t_{short}"),
         events_max_age_days: 1,
+        // The broker reserves a stream's byte limit; many tests' streams share it.
+        telemetry_buffer_max_bytes: 64 * 1024 * 1024,
         password_hash_threads: 2,
         log_format: "pretty".into(),
         log: std::env::var("STRIDE_TEST_LOG").unwrap_or_else(|_| "error".into()),
@@ -93,7 +95,7 @@ pub async fn spawn(services: &[&ServiceSpec], config: Config) -> TestApp {
 }
 
 impl Drop for TestApp {
-    /// Removes the test's stream from the shared broker (databases are dropped by the next
+    /// Removes the test's streams from the shared broker (databases are dropped by the next
     /// `dev/test` run). The runtime of the test is shutting down, so this gets its own.
     fn drop(&mut self) {
         let config = self.config.clone();
@@ -107,9 +109,10 @@ impl Drop for TestApp {
             runtime.block_on(async {
                 let remove = async {
                     if let Ok(client) = async_nats::connect(&config.nats_url).await {
-                        let _ = async_nats::jetstream::new(client)
-                            .delete_stream(config.stream_name("EVENTS"))
-                            .await;
+                        let jetstream = async_nats::jetstream::new(client);
+                        for stream in ["EVENTS", "TELEMETRY"] {
+                            let _ = jetstream.delete_stream(config.stream_name(stream)).await;
+                        }
                     }
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(5), remove).await;

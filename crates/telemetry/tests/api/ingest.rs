@@ -382,3 +382,83 @@ async fn stored_batches_leave_the_buffer_after_the_dedup_window() {
     );
     assert_eq!(buffer(&app).await.1, 4);
 }
+
+#[tokio::test]
+async fn a_full_buffer_refuses_batches_until_it_drains() {
+    let app = spawn_app_with(stride_platform::config::Config {
+        telemetry_buffer_max_bytes: 1024 * 1024,
+        telemetry_dedup_window_seconds: 2,
+        device_batches_per_second: 100_000,
+        ..test_config()
+    })
+    .await;
+    let ride = recording(&app, "ride", "private").await;
+    // Ten samples a second, so that 100 batches stay in the workout's past.
+    let batch = |seq: u64| -> Vec<Value> {
+        let first = (seq as i64 - 1) * 300;
+        samples(&ride, first, 300)
+            .into_iter()
+            .enumerate()
+            .map(|(index, mut sample)| {
+                sample["time"] = json!(ride.start_ms + 60_000 + (first + index as i64) * 100);
+                sample
+            })
+            .collect()
+    };
+    // About 22 KB a batch in the buffer: it is full after some 48 of them.
+    let mut accepted = 0;
+    let mut refused = None;
+    for seq in 1..=100u64 {
+        let sent = post_batch(&app, &ride, seq, batch(seq)).await;
+        match sent.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                let retry_after = sent.headers().get("retry-after").cloned();
+                let problem = assert_problem(sent, StatusCode::SERVICE_UNAVAILABLE).await;
+                assert!(
+                    problem["detail"]
+                        .as_str()
+                        .is_some_and(|detail| detail.contains("full")),
+                    "{problem}"
+                );
+                assert_eq!(
+                    retry_after.as_ref().and_then(|value| value.to_str().ok()),
+                    Some("30")
+                );
+                refused = Some(seq);
+                break;
+            }
+            other => panic!("batch {seq}: unexpected {other}"),
+        }
+    }
+    let refused = refused.expect("a 1 MiB buffer filled up within 100 batches of 22 KB");
+    assert!(accepted >= 20, "only {accepted} batches fitted");
+    // Nothing of the refused batch was kept.
+    assert_eq!(buffer(&app).await.1, accepted, "batches stored");
+    let count = (accepted * 300) as usize;
+    streams_with(
+        &app,
+        &ride.account.access_token,
+        &ride.activity_id,
+        "",
+        count,
+    )
+    .await;
+    // Once InfluxDB has them and the window has passed, the writers trim them and the
+    // device's batch is taken.
+    let deadline = tokio::time::Instant::now() + stride_telemetry::writer::TRIM_EVERY * 6;
+    while buffer(&app).await.0 > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let again = post_batch(&app, &ride, refused, batch(refused)).await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    let streams = streams_with(
+        &app,
+        &ride.account.access_token,
+        &ride.activity_id,
+        "",
+        count + 300,
+    )
+    .await;
+    assert_eq!(streams["time"]["original_size"], count as u64 + 300);
+}
