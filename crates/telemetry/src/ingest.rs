@@ -1,6 +1,9 @@
 //! `POST /v1/telemetry/batches`: device ingest into the durable buffer.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+};
 
 use axum::{
     body::Bytes,
@@ -132,7 +135,17 @@ fn not_stored(error: async_nats::jetstream::context::PublishError) -> ApiError {
         .and_then(|source| source.downcast_ref::<async_nats::jetstream::Error>())
         .is_some_and(|refusal| refusal.to_string().contains("maximum bytes exceeded"));
     if full {
-        tracing::warn!("the telemetry buffer is full; refusing batches until it drains");
+        // Every batch is refused while it is full: say so once every 10 s, not each time.
+        static WARNED_AT: AtomicI64 = AtomicI64::new(0);
+        let now = chrono::Utc::now().timestamp();
+        let last = WARNED_AT.load(Ordering::Relaxed);
+        if now - last >= 10
+            && WARNED_AT
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!("the telemetry buffer is full; refusing batches until it drains");
+        }
         return ApiError::new(
             ErrorCode::Unavailable,
             "the telemetry buffer is full while the sample store catches up; keep the batch \
