@@ -83,13 +83,13 @@ pub fn stream_name(config: &Config) -> String {
     config.stream_name("TELEMETRY")
 }
 
+/// Creates the stream, or brings an existing one's limits in line with the configuration.
 async fn ensure_stream(broker: &Broker, config: &Config) -> anyhow::Result<()> {
-    let dedup_window = Duration::from_secs(config.telemetry_dedup_window_seconds);
     // Checked by `Config::check` to fit.
     let max_bytes = i64::try_from(config.telemetry_buffer_max_bytes).unwrap_or(i64::MAX);
-    let mut stream = broker
+    broker
         .jetstream
-        .get_or_create_stream(stream::Config {
+        .create_or_update_stream(stream::Config {
             name: stream_name(config),
             subjects: vec![format!("{}telemetry.batches.>", broker.subject_prefix)],
             storage: stream::StorageType::File,
@@ -98,7 +98,7 @@ async fn ensure_stream(broker: &Broker, config: &Config) -> anyhow::Result<()> {
             // dedup window (see `writer::trim`): the age limit is only a backstop, for a
             // backlog that InfluxDB never takes.
             max_age: Duration::from_secs(7 * 86_400),
-            duplicate_window: dedup_window,
+            duplicate_window: Duration::from_secs(config.telemetry_dedup_window_seconds),
             // Full, it refuses new batches: dropping old ones would lose accepted samples.
             max_bytes,
             discard: stream::DiscardPolicy::New,
@@ -107,36 +107,11 @@ async fn ensure_stream(broker: &Broker, config: &Config) -> anyhow::Result<()> {
         .await
         .with_context(|| {
             format!(
-                "creating the TELEMETRY stream (the broker must be able to reserve \
-                 STRIDE_TELEMETRY_BUFFER_MAX_BYTES = {max_bytes} bytes of its JetStream storage)"
+                "creating or updating the TELEMETRY stream (the broker must be able to \
+                 reserve STRIDE_TELEMETRY_BUFFER_MAX_BYTES = {max_bytes} bytes of its \
+                 JetStream storage)"
             )
         })?;
-    // A stream made earlier keeps its settings; these follow the configuration.
-    let existing = stream.cached_info().config.clone();
-    if existing.duplicate_window != dedup_window
-        || existing.max_bytes != max_bytes
-        || existing.discard != stream::DiscardPolicy::New
-    {
-        broker
-            .jetstream
-            .update_stream(stream::Config {
-                duplicate_window: dedup_window,
-                max_bytes,
-                discard: stream::DiscardPolicy::New,
-                ..existing
-            })
-            .await
-            .with_context(|| {
-                format!(
-                    "changing the TELEMETRY stream's limits (dedup window {dedup_window:?}, \
-                     {max_bytes} bytes)"
-                )
-            })?;
-        stream
-            .info()
-            .await
-            .context("reading the TELEMETRY stream")?;
-    }
     Ok(())
 }
 

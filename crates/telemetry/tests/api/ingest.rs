@@ -338,6 +338,17 @@ async fn buffer(app: &TestApp) -> (u64, u64) {
     (state.messages, state.last_sequence)
 }
 
+/// [`buffer`] once it holds nothing, or after a few trimming rounds.
+async fn buffer_once_trimmed(app: &TestApp) -> (u64, u64) {
+    let deadline = tokio::time::Instant::now() + stride_telemetry::writer::TRIM_EVERY * 6;
+    let mut state = buffer(app).await;
+    while state.0 > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        state = buffer(app).await;
+    }
+    state
+}
+
 #[tokio::test]
 async fn stored_batches_leave_the_buffer_after_the_dedup_window() {
     let app = spawn_app_with(stride_platform::config::Config {
@@ -358,15 +369,12 @@ async fn stored_batches_leave_the_buffer_after_the_dedup_window() {
     );
     streams_with(&app, &ride.account.access_token, &ride.activity_id, "", 600).await;
     assert_eq!(buffer(&app).await.1, 2, "two batches stored in the buffer");
-    // Stored in InfluxDB and older than the window: the writers trim them within a few
-    // rounds.
-    let deadline = tokio::time::Instant::now() + stride_telemetry::writer::TRIM_EVERY * 6;
-    let mut state = buffer(&app).await;
-    while state.0 > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        state = buffer(&app).await;
-    }
-    assert_eq!(state, (0, 2), "the stored batches left the buffer");
+    // Stored in InfluxDB and older than the window: the writers trim them.
+    assert_eq!(
+        buffer_once_trimmed(&app).await,
+        (0, 2),
+        "the stored batches left the buffer"
+    );
     // Past the window a batch sent again is stored again, and rewrites the same points.
     let late = post_batch(&app, &ride, 1, samples(&ride, 0, 300)).await;
     assert_eq!(
@@ -446,10 +454,7 @@ async fn a_full_buffer_refuses_batches_until_it_drains() {
     .await;
     // Once InfluxDB has them and the window has passed, the writers trim them and the
     // device's batch is taken.
-    let deadline = tokio::time::Instant::now() + stride_telemetry::writer::TRIM_EVERY * 6;
-    while buffer(&app).await.0 > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    buffer_once_trimmed(&app).await;
     let again = post_batch(&app, &ride, refused, batch(refused)).await;
     assert_eq!(again.status(), StatusCode::ACCEPTED);
     let streams = streams_with(
