@@ -224,6 +224,7 @@ async fn ingest(
         format!("{device_id}:{}", stored.seq).as_str(),
     );
     let payload = Bytes::from(stored.encode_to_vec());
+    let publishing = std::time::Instant::now();
     let ack = telemetry
         .broker
         .jetstream
@@ -236,7 +237,12 @@ async fn ingest(
         .map_err(|error| ApiError::unavailable(error, 2))?
         .await
         .map_err(not_stored)?;
+    telemetry
+        .metrics
+        .buffer_store_seconds
+        .observe(publishing.elapsed().as_secs_f64());
     if !ack.duplicate {
+        telemetry.metrics.samples_accepted.inc_by(count as u64);
         telemetry.live.send(LiveBatch {
             activity_id: stored.activity_id,
             payload,

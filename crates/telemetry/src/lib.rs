@@ -16,7 +16,8 @@
 //! - [`grpc`]: `Streams` for training (summaries at finish, imports of uploaded files);
 //! - [`live`]: Server-Sent Events of accepted samples, fanned out through NATS for the workouts
 //!   someone watches;
-//! - [`events`]: erasing a deleted user's samples.
+//! - [`events`]: erasing a deleted user's samples;
+//! - [`metrics`]: the broker's store time, and samples accepted against samples written.
 
 pub mod activities;
 pub mod events;
@@ -24,6 +25,7 @@ pub mod grpc;
 pub mod influx;
 pub mod ingest;
 pub mod live;
+pub mod metrics;
 pub mod samples;
 pub mod streams;
 pub mod writer;
@@ -44,7 +46,7 @@ use stride_platform::{
 use stride_proto::training::v1::activities_client::ActivitiesClient;
 use tokio_util::sync::CancellationToken;
 
-use crate::{activities::ActivityCache, influx::Influx};
+use crate::{activities::ActivityCache, influx::Influx, metrics::TelemetryMetrics};
 
 /// The service's name: its target and database suffix.
 pub const NAME: &str = "telemetry";
@@ -69,6 +71,7 @@ pub struct Telemetry {
     pub(crate) activities: Arc<ActivityCache>,
     pub(crate) config: Arc<Config>,
     pub(crate) live: live::LiveFanOut,
+    pub(crate) metrics: TelemetryMetrics,
 }
 
 impl Telemetry {
@@ -123,12 +126,16 @@ async fn ensure_stream(broker: &Broker, config: &Config) -> anyhow::Result<()> {
 /// request path's runtime it held up the broker connection that ingest waits on for its
 /// acks; at nice 10 it still kept a core from nats-server for up to 40 ms while ingest
 /// waited for an ack. Apart and idle, the kernel preempts it for either.
-async fn run_writers(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn run_writers(
+    config: Arc<Config>,
+    metrics: TelemetryMetrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let cgroup = config.background_cgroup.clone();
     stride_platform::thread::run_apart("telemetry-writer", cgroup.as_deref(), move || async move {
         let broker = Broker::connect(&config).await?;
         let influx = Influx::new(&config.influx_url, &config.influx_database);
-        let writer = writer::Writer::new(broker.clone(), stream_name(&config), influx);
+        let writer = writer::Writer::new(broker.clone(), stream_name(&config), influx, metrics);
         let mut writers = tokio::task::JoinSet::new();
         for _ in 0..config.telemetry_writers {
             writers.spawn(writer.clone().run(shutdown.clone()));
@@ -160,6 +167,7 @@ async fn build(context: Context) -> anyhow::Result<Service> {
         );
     }
     let (live_fan_out, live_batches) = live::LiveFanOut::new();
+    let metrics = TelemetryMetrics::registered(&context.metrics);
     let training_url = config
         .training_grpc_url
         .clone()
@@ -178,12 +186,15 @@ async fn build(context: Context) -> anyhow::Result<Service> {
         )),
         config: config.clone(),
         live: live_fan_out,
+        metrics: metrics.clone(),
     };
     let state_for_grpc = state.clone();
     let state_for_live = state.clone();
     let writers = (config.telemetry_writers > 0).then(|| {
         let config = config.clone();
-        Worker::new("telemetry-writers", move |token| run_writers(config, token))
+        Worker::new("telemetry-writers", move |token| {
+            run_writers(config, metrics, token)
+        })
     });
     let consumer = Consumer::new(
         NAME,

@@ -27,7 +27,10 @@ use stride_proto::telemetry::v1::StoredBatch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::influx::{Influx, write_lines};
+use crate::{
+    influx::{Influx, write_lines},
+    metrics::TelemetryMetrics,
+};
 
 /// Messages (batches) per InfluxDB write.
 const MESSAGES_PER_WRITE: usize = 100;
@@ -41,15 +44,17 @@ pub struct Writer {
     broker: Broker,
     stream: String,
     influx: Influx,
+    metrics: TelemetryMetrics,
 }
 
 impl Writer {
-    /// A writer from `stream` into `influx`.
-    pub fn new(broker: Broker, stream: String, influx: Influx) -> Self {
+    /// A writer from `stream` into `influx`, counting what it stores in `metrics`.
+    pub fn new(broker: Broker, stream: String, influx: Influx, metrics: TelemetryMetrics) -> Self {
         Self {
             broker,
             stream,
             influx,
+            metrics,
         }
     }
 
@@ -135,10 +140,12 @@ impl Writer {
     ) -> bool {
         let mut lines = String::new();
         let mut writable = Vec::with_capacity(group.len());
+        let mut samples = 0;
         for message in group {
             match StoredBatch::decode(message.payload.as_ref()) {
                 Ok(batch) => {
                     write_lines(&batch, &mut lines);
+                    samples += batch.samples.len() as u64;
                     writable.push(message);
                 }
                 Err(error) => {
@@ -154,6 +161,7 @@ impl Writer {
             match self.influx.write(lines.clone()).await {
                 Ok(()) => break,
                 Err(error) => {
+                    self.metrics.influx_write_failures.inc();
                     tracing::warn!(
                         error = format!("{error:#}"),
                         "InfluxDB write failed; the batches stay in the buffer"
@@ -178,6 +186,7 @@ impl Writer {
                 }
             }
         }
+        self.metrics.samples_written.inc_by(samples);
         for message in writable {
             if let Err(error) = message.ack().await {
                 // Redelivery rewrites the same points: harmless.

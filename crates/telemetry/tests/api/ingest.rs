@@ -42,6 +42,64 @@ async fn accepted_batches_become_queryable_and_a_retry_is_stored_once() {
     assert_eq!(streams["latlng"]["data"][0], json!([45.0, 7.0]));
 }
 
+/// The value of an unlabelled metric in the Prometheus text, 0 when it is not there yet.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_accepted_and_written_samples_and_time_the_broker() {
+    let app = spawn_app().await;
+    let ride = recording(&app, "ride", "private").await;
+    let accepted = post_batch(&app, &ride, 1, samples(&ride, 0, 300)).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let retry = post_batch(&app, &ride, 1, samples(&ride, 0, 300)).await;
+    assert_eq!(retry.status(), StatusCode::ACCEPTED);
+    let invalid = post_batch(&app, &ride, 2, vec![json!({"time": "yesterday"})]).await;
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    streams_with(&app, &ride.account.access_token, &ride.activity_id, "", 300).await;
+
+    // The writer counts right after InfluxDB's answer, a moment after the samples show.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text");
+        if metric(&text, "stride_telemetry_samples_written_total") >= 300.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metric(&text, "stride_telemetry_samples_accepted_total"),
+        300.0,
+        "the retry is a duplicate and the invalid batch never reached the broker: {text}"
+    );
+    assert_eq!(
+        metric(&text, "stride_telemetry_samples_written_total"),
+        300.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "stride_telemetry_buffer_store_seconds_count"),
+        2.0,
+        "both stored batches were timed, the duplicate too: {text}"
+    );
+    assert_eq!(
+        metric(&text, "stride_telemetry_influx_write_failures_total"),
+        0.0,
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn protobuf_batches_are_accepted_too() {
     let app = spawn_app().await;

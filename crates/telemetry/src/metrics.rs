@@ -1,0 +1,68 @@
+//! The telemetry service's own metrics, served with the platform's at `/metrics`.
+//!
+//! They answer an operator's two questions about the pipeline:
+//! - how long devices wait: `stride_telemetry_buffer_store_seconds`, the time from handing a
+//!   batch to JetStream to its ack, which is most of a `202`'s latency and nearly all of its
+//!   tail (the rest of the request is microseconds of decoding and cached checks);
+//! - whether InfluxDB keeps up: `stride_telemetry_samples_accepted_total` against
+//!   `stride_telemetry_samples_written_total`, summed over the replicas, and
+//!   `stride_telemetry_influx_write_failures_total` when it does not.
+
+use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
+use stride_platform::observability::Metrics;
+
+/// The telemetry metrics of one process. Cheap to clone (shared counters).
+#[derive(Debug, Clone)]
+pub struct TelemetryMetrics {
+    /// Samples in batches the broker stored (not counting duplicates).
+    pub(crate) samples_accepted: Counter,
+    /// Seconds from publishing a batch to the broker's ack.
+    pub(crate) buffer_store_seconds: Histogram,
+    /// Samples the writers stored in InfluxDB.
+    pub(crate) samples_written: Counter,
+    /// InfluxDB writes that failed and were retried.
+    pub(crate) influx_write_failures: Counter,
+}
+
+impl Default for TelemetryMetrics {
+    fn default() -> Self {
+        Self {
+            samples_accepted: Counter::default(),
+            // Finer than the HTTP histogram's buckets at the low end, where a healthy broker
+            // answers, so a p99 can be read against the 20 ms the ingest path aims at.
+            buffer_store_seconds: Histogram::new([
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
+            samples_written: Counter::default(),
+            influx_write_failures: Counter::default(),
+        }
+    }
+}
+
+impl TelemetryMetrics {
+    /// New metrics, registered in the process's registry.
+    pub fn registered(metrics: &Metrics) -> Self {
+        let own = Self::default();
+        metrics.register(
+            "telemetry_samples_accepted",
+            "Samples in batches the telemetry buffer stored (duplicates not counted)",
+            own.samples_accepted.clone(),
+        );
+        metrics.register(
+            "telemetry_buffer_store_seconds",
+            "Time from publishing a telemetry batch to the broker's ack",
+            own.buffer_store_seconds.clone(),
+        );
+        metrics.register(
+            "telemetry_samples_written",
+            "Samples the telemetry writers wrote to InfluxDB (a redelivered batch counts again)",
+            own.samples_written.clone(),
+        );
+        metrics.register(
+            "telemetry_influx_write_failures",
+            "InfluxDB writes of telemetry that failed and were retried",
+            own.influx_write_failures.clone(),
+        );
+        own
+    }
+}
