@@ -3,7 +3,7 @@
 //! They answer an operator's two questions about the pipeline:
 //! - how long devices wait: `stride_telemetry_buffer_store_seconds`, the time from handing a
 //!   batch to JetStream to its ack, which is most of a `202`'s latency and nearly all of its
-//!   tail (the rest of the request is microseconds of decoding and cached checks);
+//!   tail (decoding, validating and the cached checks take well under a millisecond);
 //! - whether InfluxDB keeps up: `stride_telemetry_samples_accepted_total` against
 //!   `stride_telemetry_samples_written_total`, summed over the replicas, and
 //!   `stride_telemetry_influx_write_failures_total` when it does not.
@@ -18,7 +18,7 @@ pub struct TelemetryMetrics {
     pub(crate) samples_accepted: Counter,
     /// Seconds from publishing a batch to the broker's ack.
     pub(crate) buffer_store_seconds: Histogram,
-    /// Samples the writers stored in InfluxDB.
+    /// Samples the writers wrote to InfluxDB (a redelivered batch counts again).
     pub(crate) samples_written: Counter,
     /// InfluxDB writes that failed and were retried.
     pub(crate) influx_write_failures: Counter,
