@@ -71,10 +71,16 @@ async fn points(
 ) -> Result<Json<PointsPage>, ApiError> {
     let limit = page.limit()?;
     let before: Option<Uuid> = page.cursor()?;
+    // One snapshot for both reads. Under READ COMMITTED an award committed between them
+    // showed in the history but not yet in the balance.
+    let mut tx = gamification.db.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
     let balance: Option<i64> =
         sqlx::query_scalar("SELECT balance FROM balances WHERE user_id = $1")
             .bind(user.user_id)
-            .fetch_optional(&gamification.db)
+            .fetch_optional(&mut *tx)
             .await?;
     let mut history: Vec<LedgerEntry> = sqlx::query_as(
         "SELECT id, amount, reason, activity_id, created_at FROM ledger
@@ -84,8 +90,9 @@ async fn points(
     .bind(user.user_id)
     .bind(before)
     .bind(limit + 1)
-    .fetch_all(&gamification.db)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let next_cursor = if history.len() as i64 > limit {
         history.truncate(limit as usize);
         history.last().map(|entry| encode_cursor(&entry.id))
