@@ -202,6 +202,18 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// The process's `/metrics`, in Prometheus text format.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
         self.client
             .post(self.url(path))

@@ -73,9 +73,9 @@ async fn points(
     let before: Option<Uuid> = page.cursor()?;
     // One snapshot for both reads. Under READ COMMITTED an award committed between them
     // showed in the history but not yet in the balance.
-    let mut tx = gamification.db.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
+    let mut tx = gamification
+        .db
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await?;
     let balance: Option<i64> =
         sqlx::query_scalar("SELECT balance FROM balances WHERE user_id = $1")

@@ -32,15 +32,7 @@ async fn health_readiness_and_metrics_answer() {
     assert_eq!(ready["checks"]["nats"], "ok");
 
     app.new_account().await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             r#"stride_http_requests_total{method="POST",route="/v1/auth/register",status="201"} 1"#

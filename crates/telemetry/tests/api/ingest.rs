@@ -64,15 +64,7 @@ async fn metrics_count_accepted_and_written_samples_and_time_the_broker() {
     // The writer counts right after InfluxDB's answer, a moment after the samples show.
     let mut text = String::new();
     for _ in 0..50 {
-        text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("sent")
-            .text()
-            .await
-            .expect("text");
+        text = app.metrics().await;
         if metric(&text, "stride_telemetry_samples_written_total") >= 300.0 {
             break;
         }
