@@ -237,12 +237,27 @@ struct Device {
     /// Time of its first sample: readings follow the seconds since.
     start_ms: u64,
     number: u64,
+    /// Its readings for one [`TRACK_SECONDS`] loop, made once: computing six sines a
+    /// sample while the load runs cost the load generator a tenth of a core that the
+    /// server under test then lacked.
+    track: Vec<proto::Sample>,
     /// Time of the latest sample of an accepted batch (0: none yet).
     last_accepted_ms: AtomicU64,
 }
 
+/// Seconds after which a device's readings repeat.
+const TRACK_SECONDS: u64 = 3600;
+
+/// A device's readings for each second of its [`TRACK_SECONDS`] loop.
+fn track(number: u64) -> Vec<proto::Sample> {
+    (0..TRACK_SECONDS)
+        .map(|index| reading(number, index))
+        .collect()
+}
+
 /// One second's reading of device `number` at sample `index`: plausible, gently changing
-/// values (InfluxDB's compression depends on them).
+/// values (InfluxDB's compression depends on them). Devices loop over the first
+/// [`TRACK_SECONDS`] of them.
 fn reading(number: u64, index: u64) -> proto::Sample {
     let t = index as f64;
     let phase = number as f64 * 0.7;
@@ -278,7 +293,7 @@ impl Device {
         let samples: Vec<proto::Sample> = (0..count as u64)
             .map(|k| proto::Sample {
                 time_ms: (first + k * 1000) as i64,
-                ..reading(self.number, base_index + k)
+                ..self.track[((base_index + k) % TRACK_SECONDS) as usize]
             })
             .collect();
         (
@@ -377,6 +392,7 @@ async fn set_up_device(
         next_time_ms: AtomicU64::new(first_time_ms),
         start_ms: first_time_ms,
         number,
+        track: track(number),
         last_accepted_ms: AtomicU64::new(0),
     })
 }
@@ -801,7 +817,7 @@ fn lines(
 ) -> String {
     let mut out = String::with_capacity(count as usize * 160);
     for index in first_index..first_index + count {
-        let s = reading(number, index);
+        let s = reading(number, index % TRACK_SECONDS);
         let _ = writeln!(
             out,
             "{MEASUREMENT},user_id={user},device_id={device} lat={},lon={},alt={},hr={},cad={},\
