@@ -17,12 +17,12 @@ use stride_platform::{
     error::{ApiError, ErrorCode, Problem},
     http::Json,
 };
-use stride_proto::telemetry::v1::{SampleBatch, StoredBatch};
+use stride_proto::telemetry::v1::SampleBatch;
 use tokio::sync::Semaphore;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    Telemetry,
+    Telemetry, buffer,
     live::{LiveBatch, sample_json},
     samples::{JsonBatch, MAX_BATCH_BYTES, validate},
 };
@@ -79,7 +79,8 @@ fn device_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
-fn parse(headers: &HeaderMap, body: &[u8]) -> Result<SampleBatch, ApiError> {
+/// The batch in `body`, and whether it came as protobuf.
+fn parse(headers: &HeaderMap, body: &[u8]) -> Result<(SampleBatch, bool), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -88,6 +89,7 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<SampleBatch, ApiError> {
         || content_type.starts_with("application/protobuf")
     {
         return SampleBatch::decode(body)
+            .map(|batch| (batch, true))
             .map_err(|error| ApiError::validation(format!("invalid protobuf batch: {error}")));
     }
     if content_type.starts_with("application/json") {
@@ -95,6 +97,7 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<SampleBatch, ApiError> {
             .map_err(|error| ApiError::validation(format!("invalid JSON batch: {error}")))?;
         return json
             .into_proto()
+            .map(|batch| (batch, false))
             .map_err(|error| ApiError::validation(error.to_string()));
     }
     Err(ApiError::new(
@@ -193,7 +196,7 @@ async fn ingest(
             "a batch is limited to 1 MiB",
         ));
     }
-    let batch = parse(&headers, &body)?;
+    let (batch, protobuf) = parse(&headers, &body)?;
     let activity_id = validate(&batch, chrono::Utc::now().timestamp_millis())
         .map_err(|error| ApiError::validation(error.to_string()))?;
     let device_id = device.device_id.to_string();
@@ -211,28 +214,14 @@ async fn ingest(
         )));
     }
     let count = batch.samples.len();
-    let stored = StoredBatch {
-        user_id: device.user_id.to_string(),
-        device_id: device_id.clone(),
-        activity_id: batch.activity_id,
-        seq: batch.seq,
-        samples: batch.samples,
-    };
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        "Nats-Msg-Id",
-        format!("{device_id}:{}", stored.seq).as_str(),
-    );
-    let payload = Bytes::from(stored.encode_to_vec());
+    let user_id = device.user_id.to_string();
+    let (headers, payload) =
+        buffer::message(&user_id, &device_id, &batch, protobuf.then_some(body));
     let publishing = std::time::Instant::now();
     let ack = telemetry
         .broker
         .jetstream
-        .publish_with_headers(
-            telemetry.batch_subject(&stored.user_id),
-            headers,
-            payload.clone(),
-        )
+        .publish_with_headers(telemetry.batch_subject(&user_id), headers, payload.clone())
         .await
         .map_err(|error| ApiError::unavailable(error, 2))?
         .await
@@ -244,12 +233,14 @@ async fn ingest(
     if !ack.duplicate {
         telemetry.metrics.samples_accepted.inc_by(count as u64);
         telemetry.live.send(LiveBatch {
-            activity_id: stored.activity_id,
-            payload,
-            last: stored
+            last: batch
                 .samples
                 .last()
                 .map(|sample| sample_json(sample).to_string()),
+            activity_id: batch.activity_id,
+            user_id,
+            device_id,
+            payload,
         });
     }
     Ok((

@@ -10,6 +10,8 @@
 //! an activity's time window back.
 //!
 //! - [`samples`]: the batch format and its validation (pure);
+//! - [`buffer`]: how an accepted batch is kept in the stream (the device's own protobuf, its
+//!   owner in the headers);
 //! - [`influx`]: the InfluxDB v1 HTTP client and line protocol;
 //! - [`activities`]: a short-lived cache of training's answers about activities, renewed ahead
 //!   of expiry;
@@ -20,6 +22,7 @@
 //! - [`metrics`]: the broker's store time, and samples accepted against samples written.
 
 pub mod activities;
+pub mod buffer;
 pub mod events;
 pub mod grpc;
 pub mod influx;

@@ -29,7 +29,6 @@ use axum::{
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures_util::{Stream, StreamExt, stream};
-use prost::Message as _;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use stride_platform::{
@@ -37,13 +36,13 @@ use stride_platform::{
     error::{ApiError, Problem},
     http::Path,
 };
-use stride_proto::telemetry::v1::{Sample, StoredBatch};
+use stride_proto::telemetry::v1::Sample;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::Telemetry;
+use crate::{Telemetry, buffer};
 
 /// How long the last sample of an activity is kept for viewers who connect later.
 const LAST_SAMPLE_SECONDS: u64 = 6 * 3600;
@@ -80,7 +79,11 @@ impl Telemetry {
 pub(crate) struct LiveBatch {
     /// The activity.
     pub activity_id: String,
-    /// The batch as stored in the buffer (a `StoredBatch`).
+    /// Its owner.
+    pub user_id: String,
+    /// The device that sent it.
+    pub device_id: String,
+    /// The batch as stored in the buffer (see [`buffer`](crate::buffer)).
     pub payload: Bytes,
     /// Its last sample as the live view sends it.
     pub last: Option<String>,
@@ -131,8 +134,13 @@ const FAN_OUT_BYTES: usize = 16 << 20;
 /// Batches taken per round, at most.
 const FAN_OUT_ROUND: usize = 256;
 
+/// Rounds begin at least this far apart. A round per batch cost a Redis round trip and a
+/// wake-up of Redis and of this task for every batch accepted; a viewer waits at most this
+/// much longer.
+const FAN_OUT_EVERY: Duration = Duration::from_millis(10);
+
 /// Fans accepted batches out to live viewers, in the order this process accepted them,
-/// until `shutdown`. Each round first keeps every activity's last sample in Redis and asks
+/// until `shutdown`, in rounds at least [`FAN_OUT_EVERY`] apart. Each round first keeps every activity's last sample in Redis and asks
 /// which of the round's activities are watched (one pipeline), then publishes the watched
 /// activities' batches on `live.<activity>`, so a viewer who has seen a sample and
 /// reconnects gets at least that one as `latest`.
@@ -142,14 +150,20 @@ pub(crate) async fn fan_out(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut round = Vec::with_capacity(FAN_OUT_ROUND);
+    let mut next_round = tokio::time::Instant::now();
     loop {
         let taken = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            taken = batches.recv_many(&mut round, FAN_OUT_ROUND) => taken,
+            taken = async {
+                // What arrived since the last round waits for the next together.
+                tokio::time::sleep_until(next_round).await;
+                batches.recv_many(&mut round, FAN_OUT_ROUND).await
+            } => taken,
         };
         if taken == 0 {
             return Ok(());
         }
+        next_round = tokio::time::Instant::now() + FAN_OUT_EVERY;
         let watched = keep_last_and_find_watched(&telemetry, &round).await;
         for batch in round.drain(..) {
             let bytes = batch.payload.len();
@@ -159,7 +173,11 @@ pub(crate) async fn fan_out(
                 && let Err(error) = telemetry
                     .broker
                     .client
-                    .publish(telemetry.live_subject(&batch.activity_id), batch.payload)
+                    .publish_with_headers(
+                        telemetry.live_subject(&batch.activity_id),
+                        buffer::live_headers(&batch.user_id, &batch.device_id),
+                        batch.payload,
+                    )
                     .await
             {
                 tracing::debug!(%error, "live fan-out failed");
@@ -327,19 +345,20 @@ async fn live(
     let samples = subscription.flat_map(move |message| {
         // The live view holds the watch for as long as it is open.
         let _watching = &watching;
-        let events: Vec<Result<Event, Infallible>> = StoredBatch::decode(message.payload.as_ref())
-            .map(|batch| {
-                batch
-                    .samples
-                    .iter()
-                    .map(|sample| {
-                        Ok(Event::default()
-                            .event("sample")
-                            .data(sample_json(sample).to_string()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let events: Vec<Result<Event, Infallible>> =
+            buffer::decode(message.headers.as_ref(), message.payload.as_ref())
+                .map(|batch| {
+                    batch
+                        .samples
+                        .iter()
+                        .map(|sample| {
+                            Ok(Event::default()
+                                .event("sample")
+                                .data(sample_json(sample).to_string()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
         stream::iter(events)
     });
     Ok(Sse::new(first.chain(samples))
@@ -353,6 +372,8 @@ mod tests {
     fn batch(bytes: usize) -> LiveBatch {
         LiveBatch {
             activity_id: "a".into(),
+            user_id: "u".into(),
+            device_id: "d".into(),
             payload: Bytes::from(vec![0; bytes]),
             last: None,
         }

@@ -21,13 +21,12 @@ use async_nats::jetstream::{
     context::ConsumerInfoErrorKind,
 };
 use futures_util::StreamExt;
-use prost::Message as _;
 use stride_platform::broker::Broker;
-use stride_proto::telemetry::v1::StoredBatch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    buffer,
     influx::{Influx, write_lines},
     metrics::TelemetryMetrics,
 };
@@ -142,7 +141,7 @@ impl Writer {
         let mut writable = Vec::with_capacity(group.len());
         let mut samples = 0;
         for message in group {
-            match StoredBatch::decode(message.payload.as_ref()) {
+            match buffer::decode(message.headers.as_ref(), message.payload.as_ref()) {
                 Ok(batch) => {
                     write_lines(&batch, &mut lines);
                     samples += batch.samples.len() as u64;

@@ -131,6 +131,60 @@ async fn protobuf_batches_are_accepted_too() {
 }
 
 #[tokio::test]
+async fn a_protobuf_batch_with_fields_unknown_here_is_taken_and_only_its_samples_are_kept() {
+    let app = spawn_app().await;
+    let ride = recording(&app, "ride", "private").await;
+    let batch = SampleBatch {
+        activity_id: ride.activity_id.clone(),
+        seq: 1,
+        samples: (0..60)
+            .map(|second| Sample {
+                time_ms: ride.start_ms + second * 1000,
+                heart_rate: Some(140.0),
+                ..Sample::default()
+            })
+            .collect(),
+    };
+    // A newer device's batch: field 15, unknown to this version, with 200 KB in it.
+    let mut body = batch.encode_to_vec();
+    body.extend_from_slice(&[0x7a, 0xc0, 0x9a, 0x0c]);
+    body.extend(std::iter::repeat_n(b'x', 200_000));
+    let response = app
+        .client
+        .post(app.url("/v1/telemetry/batches"))
+        .bearer_auth(&ride.device_token)
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let streams = streams_with(
+        &app,
+        &ride.account.access_token,
+        &ride.activity_id,
+        "?types=heartrate",
+        60,
+    )
+    .await;
+    assert_eq!(streams["heartrate"]["data"][59], 140.0);
+    let client = async_nats::connect(&app.config.nats_url)
+        .await
+        .expect("the broker answers");
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream(stride_telemetry::stream_name(&app.config))
+        .await
+        .expect("the TELEMETRY stream");
+    let state = &stream.info().await.expect("stream info").state;
+    assert_eq!(state.messages, 1);
+    assert!(
+        state.bytes < 10_000,
+        "the buffer keeps the samples, not the unknown field: {} bytes",
+        state.bytes
+    );
+}
+
+#[tokio::test]
 async fn a_bad_batch_says_which_sample_and_why_and_none_of_it_is_kept() {
     let app = spawn_app().await;
     let ride = recording(&app, "ride", "private").await;
