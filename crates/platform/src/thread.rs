@@ -1,5 +1,26 @@
 //! Background work on threads of its own, below the request path's priority.
 
+/// Limits glibc's malloc to one arena per core, unless `MALLOC_ARENA_MAX` says otherwise.
+/// Call it first thing in `main`, before any other thread starts.
+///
+/// By default glibc gives threads up to eight arenas per core, and memory freed into one
+/// is kept for that arena. Telemetry ingest allocates a request body of about 70 KB per
+/// batch on whichever thread reads it: at 2 M samples/s on 2 cores the process peaked at
+/// 449-463 MiB with the default and at 329 MiB with two arenas. Does nothing off Linux
+/// with glibc.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only changes a malloc tunable; called before other threads
+        // exist, it races with no allocation.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
+    }
+}
+
 /// Lowers the calling thread's CPU priority to nice 10, so that on a busy machine it runs
 /// when the threads that answer requests (nice 0, same process) leave a core free.
 /// Threads of one process share their scheduling group, so this orders work within the

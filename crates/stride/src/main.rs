@@ -82,6 +82,7 @@ enum AdminTask {
 }
 
 fn main() -> anyhow::Result<()> {
+    stride_platform::thread::limit_malloc_arenas();
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     observability::init_logging(&config);
