@@ -140,10 +140,11 @@ const FAN_OUT_ROUND: usize = 256;
 const FAN_OUT_EVERY: Duration = Duration::from_millis(10);
 
 /// Fans accepted batches out to live viewers, in the order this process accepted them,
-/// until `shutdown`, in rounds at least [`FAN_OUT_EVERY`] apart. Each round first keeps every activity's last sample in Redis and asks
-/// which of the round's activities are watched (one pipeline), then publishes the watched
-/// activities' batches on `live.<activity>`, so a viewer who has seen a sample and
-/// reconnects gets at least that one as `latest`.
+/// until `shutdown`, in rounds at least [`FAN_OUT_EVERY`] apart. Each round first keeps
+/// every activity's last sample in Redis and asks which of the round's activities are
+/// watched (one pipeline), then publishes the watched activities' batches on
+/// `live.<activity>`, so a viewer who has seen a sample and reconnects gets at least that
+/// one as `latest`.
 pub(crate) async fn fan_out(
     telemetry: Telemetry,
     mut batches: mpsc::Receiver<LiveBatch>,
