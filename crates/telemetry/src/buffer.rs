@@ -33,13 +33,11 @@ pub fn message(
     batch: &SampleBatch,
     body: Option<Bytes>,
 ) -> (HeaderMap, Bytes) {
-    let mut headers = HeaderMap::new();
+    let mut headers = owner_headers(user_id, device_id);
     headers.insert(
         MESSAGE_ID_HEADER,
         format!("{device_id}:{}", batch.seq).as_str(),
     );
-    headers.insert(USER_HEADER, user_id);
-    headers.insert(DEVICE_HEADER, device_id);
     let payload = match body {
         // Decoding and encoding again would give the same bytes, so keep these.
         Some(body) if batch.encoded_len() == body.len() => body,
@@ -48,8 +46,9 @@ pub fn message(
     (headers, payload)
 }
 
-/// The headers a live publish carries: whose batch it is, which also says how to read it.
-pub fn live_headers(user_id: &str, device_id: &str) -> HeaderMap {
+/// Whose batch it is, which also says how to read it: the headers of a live publish, and
+/// of a buffer message with its dedup id added.
+pub fn owner_headers(user_id: &str, device_id: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(USER_HEADER, user_id);
     headers.insert(DEVICE_HEADER, device_id);
@@ -135,11 +134,8 @@ mod tests {
         assert_eq!(SampleBatch::decode(body.as_slice()).unwrap(), batch);
         let (_, payload) = message("user", "device", &batch, Some(Bytes::from(body)));
         assert_eq!(payload.len(), batch.encoded_len());
-        assert_eq!(decode_new(&payload).samples, batch.samples);
-    }
-
-    fn decode_new(payload: &[u8]) -> StoredBatch {
-        decode(Some(&live_headers("user", "device")), payload).unwrap()
+        let stored = decode(Some(&owner_headers("user", "device")), &payload).unwrap();
+        assert_eq!(stored.samples, batch.samples);
     }
 
     #[test]

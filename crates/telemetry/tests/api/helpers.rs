@@ -108,6 +108,22 @@ pub async fn post_batch(
         .expect("sent")
 }
 
+/// Posts a protobuf body (`stride.telemetry.v1.SampleBatch`) with the device credential.
+pub async fn post_protobuf(
+    app: &TestApp,
+    recording: &Recording,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/telemetry/batches"))
+        .bearer_auth(&recording.device_token)
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .expect("sent")
+}
+
 /// The activity's streams once `count` samples are queryable (waits for the writer).
 pub async fn streams_with(
     app: &TestApp,

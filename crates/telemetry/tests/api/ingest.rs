@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use stride_proto::telemetry::v1::{Sample, SampleBatch};
 
 use crate::helpers::{
-    TestApp, assert_problem, post_batch, recording, samples, spawn_app, spawn_app_with,
-    streams_with, test_config,
+    TestApp, assert_problem, post_batch, post_protobuf, recording, samples, spawn_app,
+    spawn_app_with, streams_with, test_config,
 };
 
 #[tokio::test]
@@ -108,15 +108,7 @@ async fn protobuf_batches_are_accepted_too() {
             })
             .collect(),
     };
-    let response = app
-        .client
-        .post(app.url("/v1/telemetry/batches"))
-        .bearer_auth(&ride.device_token)
-        .header("content-type", "application/x-protobuf")
-        .body(batch.encode_to_vec())
-        .send()
-        .await
-        .expect("sent");
+    let response = post_protobuf(&app, &ride, batch.encode_to_vec()).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let streams = streams_with(
         &app,
@@ -149,15 +141,7 @@ async fn a_protobuf_batch_with_fields_unknown_here_is_taken_and_only_its_samples
     let mut body = batch.encode_to_vec();
     body.extend_from_slice(&[0x7a, 0xc0, 0x9a, 0x0c]);
     body.extend(std::iter::repeat_n(b'x', 200_000));
-    let response = app
-        .client
-        .post(app.url("/v1/telemetry/batches"))
-        .bearer_auth(&ride.device_token)
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
+    let response = post_protobuf(&app, &ride, body).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let streams = streams_with(
         &app,
@@ -168,14 +152,7 @@ async fn a_protobuf_batch_with_fields_unknown_here_is_taken_and_only_its_samples
     )
     .await;
     assert_eq!(streams["heartrate"]["data"][59], 140.0);
-    let client = async_nats::connect(&app.config.nats_url)
-        .await
-        .expect("the broker answers");
-    let mut stream = async_nats::jetstream::new(client)
-        .get_stream(stride_telemetry::stream_name(&app.config))
-        .await
-        .expect("the TELEMETRY stream");
-    let state = &stream.info().await.expect("stream info").state;
+    let state = buffer_state(&app).await;
     assert_eq!(state.messages, 1);
     assert!(
         state.bytes < 10_000,
@@ -237,15 +214,7 @@ async fn a_bad_batch_says_which_sample_and_why_and_none_of_it_is_kept() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    let garbage = app
-        .client
-        .post(app.url("/v1/telemetry/batches"))
-        .bearer_auth(&ride.device_token)
-        .header("content-type", "application/x-protobuf")
-        .body(vec![0xff; 64])
-        .send()
-        .await
-        .expect("sent");
+    let garbage = post_protobuf(&app, &ride, vec![0xff; 64]).await;
     assert_problem(garbage, StatusCode::BAD_REQUEST).await;
     let text = app
         .client
@@ -429,8 +398,8 @@ async fn past_its_in_flight_limit_ingest_sheds_batches_that_a_retry_stores_once(
     assert_eq!(streams["time"]["original_size"], 800, "nothing lost");
 }
 
-/// The telemetry buffer's messages held, and the sequence of the last one ever stored.
-async fn buffer(app: &TestApp) -> (u64, u64) {
+/// What the telemetry buffer holds, as the broker reports it.
+async fn buffer_state(app: &TestApp) -> async_nats::jetstream::stream::State {
     let client = async_nats::connect(&app.config.nats_url)
         .await
         .expect("the broker answers");
@@ -438,7 +407,12 @@ async fn buffer(app: &TestApp) -> (u64, u64) {
         .get_stream(stride_telemetry::stream_name(&app.config))
         .await
         .expect("the TELEMETRY stream");
-    let state = &stream.info().await.expect("stream info").state;
+    stream.info().await.expect("stream info").state.clone()
+}
+
+/// The telemetry buffer's messages held, and the sequence of the last one ever stored.
+async fn buffer(app: &TestApp) -> (u64, u64) {
+    let state = buffer_state(app).await;
     (state.messages, state.last_sequence)
 }
 
