@@ -90,6 +90,12 @@ pub struct Config {
     /// a retry instead of growing the server's memory and every request's wait
     /// (`STRIDE_INGEST_MAX_IN_FLIGHT`, at least 1).
     pub ingest_max_in_flight: u32,
+    /// Bytes of telemetry batch bodies one process works on at once, counted from each
+    /// request's `Content-Length` (1 MiB, the largest batch, when it has none); a batch that
+    /// would go past it is answered like one past `ingest_max_in_flight`. Memory and work
+    /// grow with bytes, not with requests: this bounds both whatever size devices' batches
+    /// are (`STRIDE_INGEST_MAX_IN_FLIGHT_BYTES`, 1 MiB to 1 GiB).
+    pub ingest_max_in_flight_bytes: u64,
     /// Concurrent InfluxDB writes of one telemetry process's writer
     /// (`STRIDE_TELEMETRY_WRITERS`, 0 to 16; 0 makes an ingest-only replica that leaves
     /// the buffer to other processes' writers).
@@ -164,6 +170,7 @@ impl Default for Config {
             inventory_grpc_url: None,
             device_batches_per_second: 20,
             ingest_max_in_flight: 512,
+            ingest_max_in_flight_bytes: 8 * 1024 * 1024,
             telemetry_writers: 2,
             telemetry_dedup_window_seconds: 600,
             telemetry_buffer_max_bytes: 1024 * 1024 * 1024,
@@ -239,6 +246,13 @@ impl Config {
         if self.ingest_max_in_flight == 0 {
             return Err(ConfigError::Value(
                 "STRIDE_INGEST_MAX_IN_FLIGHT must be at least 1".into(),
+            ));
+        }
+        if !(1024 * 1024..=1024 * 1024 * 1024).contains(&self.ingest_max_in_flight_bytes) {
+            return Err(ConfigError::Value(
+                "STRIDE_INGEST_MAX_IN_FLIGHT_BYTES must be between 1048576 (one batch of the \
+                 largest size) and 1073741824"
+                    .into(),
             ));
         }
         if self.telemetry_writers > 16 {
@@ -402,6 +416,20 @@ mod tests {
         assert!(limit(1).check().is_ok());
         let message = limit(0).check().expect_err("zero").to_string();
         assert!(message.contains("STRIDE_INGEST_MAX_IN_FLIGHT"), "{message}");
+        let bytes = |ingest_max_in_flight_bytes| Config {
+            ingest_max_in_flight_bytes,
+            ..Config::default()
+        };
+        for fits in [1024 * 1024, 1024 * 1024 * 1024] {
+            assert!(bytes(fits).check().is_ok(), "{fits}");
+        }
+        for bad in [0, 1024 * 1024 - 1, 1024 * 1024 * 1024 + 1, u64::MAX] {
+            let message = bytes(bad).check().expect_err("out of range").to_string();
+            assert!(
+                message.contains("STRIDE_INGEST_MAX_IN_FLIGHT_BYTES"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

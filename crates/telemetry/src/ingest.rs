@@ -18,34 +18,101 @@ use stride_platform::{
     http::Json,
 };
 use stride_proto::telemetry::v1::SampleBatch;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     Telemetry, buffer,
     live::{LiveBatch, sample_json},
+    metrics::TelemetryMetrics,
     samples::{JsonBatch, MAX_BATCH_BYTES, validate},
 };
 
-/// The ingest route, working on at most `max_in_flight` batches at once.
-pub fn router(max_in_flight: usize) -> OpenApiRouter<Telemetry> {
-    let permits = Arc::new(Semaphore::new(max_in_flight));
+/// How much ingest one process works on at once: at most `batches` requests holding at most
+/// `bytes` of bodies between them.
+#[derive(Debug, Clone)]
+struct InFlight {
+    batches: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    metrics: TelemetryMetrics,
+}
+
+/// A batch's share of [`InFlight`], given back when its request ends, however it ends.
+struct Admitted {
+    _batch: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+    charge: i64,
+    metrics: TelemetryMetrics,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.metrics.ingest_in_flight_bytes.dec_by(self.charge);
+    }
+}
+
+impl InFlight {
+    /// Room for a body counted as `charge` bytes, if there is some.
+    fn admit(&self, charge: u32) -> Option<Admitted> {
+        let batch = self.batches.clone().try_acquire_owned().ok()?;
+        let bytes = self.bytes.clone().try_acquire_many_owned(charge).ok()?;
+        self.metrics
+            .ingest_in_flight_bytes
+            .inc_by(i64::from(charge));
+        Some(Admitted {
+            _batch: batch,
+            _bytes: bytes,
+            charge: i64::from(charge),
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+/// The ingest route, working on at most `max_batches` batches and `max_bytes` bytes of
+/// bodies at once.
+pub fn router(
+    max_batches: usize,
+    max_bytes: usize,
+    metrics: TelemetryMetrics,
+) -> OpenApiRouter<Telemetry> {
+    let in_flight = InFlight {
+        batches: Arc::new(Semaphore::new(max_batches)),
+        bytes: Arc::new(Semaphore::new(max_bytes.min(Semaphore::MAX_PERMITS))),
+        metrics,
+    };
     OpenApiRouter::new()
         .routes(routes!(ingest))
         .route_layer(axum::middleware::from_fn(move |request, next| {
-            shed_load(permits.clone(), request, next)
+            shed_load(in_flight.clone(), request, next)
         }))
 }
 
+/// The bytes a request's body is counted as while it is worked on: its `Content-Length`,
+/// and the largest batch when it has none (a chunked body) or declares more (it is refused
+/// with `413` once read that far).
+fn body_charge(headers: &HeaderMap) -> u32 {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let largest = MAX_BATCH_BYTES as u64;
+    // At most 1 MiB, so it fits.
+    declared
+        .map_or(largest, |length| length.min(largest))
+        .max(1) as u32
+}
+
 /// Answers `503` at once, before the body is read, when the process already works on as
-/// many batches as it may: past that point every extra request only lengthens the wait of
-/// all of them, and holds its body in memory, until the broker's answers time out.
+/// many batches, or as many bytes of them, as it may: past that point every extra request
+/// only lengthens the wait of all of them, and holds its body in memory, until the broker's
+/// answers time out.
 async fn shed_load(
-    permits: Arc<Semaphore>,
+    in_flight: InFlight,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let Ok(_permit) = permits.try_acquire_owned() else {
+    let Some(_admitted) = in_flight.admit(body_charge(request.headers())) else {
+        in_flight.metrics.ingest_shed.inc();
         return ApiError::new(
             ErrorCode::Unavailable,
             "telemetry ingest is at capacity; keep the batch and retry after Retry-After",
@@ -177,7 +244,7 @@ fn not_stored(error: async_nats::jetstream::context::PublishError) -> ApiError {
         (status = 409, description = "The activity is not active or paused", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The device sends too fast", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The buffer is unavailable or full (`STRIDE_TELEMETRY_BUFFER_MAX_BYTES`), or this process already works on `STRIDE_INGEST_MAX_IN_FLIGHT` batches; keep the batch and retry after Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The buffer is unavailable or full (`STRIDE_TELEMETRY_BUFFER_MAX_BYTES`), or this process already works on `STRIDE_INGEST_MAX_IN_FLIGHT` batches or `STRIDE_INGEST_MAX_IN_FLIGHT_BYTES` bytes of them; keep the batch and retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -250,4 +317,35 @@ async fn ingest(
             duplicate: ack.duplicate,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_length(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_LENGTH,
+            value.parse().expect("a header value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_body_counts_as_its_declared_length_up_to_the_largest_batch() {
+        assert_eq!(body_charge(&with_length("72000")), 72_000);
+        assert_eq!(body_charge(&with_length("1048576")), 1_048_576);
+        assert_eq!(
+            body_charge(&with_length("0")),
+            1,
+            "an empty body still counts"
+        );
+        for larger in ["1048577", "99999999999999999999"] {
+            assert_eq!(body_charge(&with_length(larger)), 1_048_576, "{larger}");
+        }
+        for unknown in [HeaderMap::new(), with_length("-5"), with_length("lots")] {
+            assert_eq!(body_charge(&unknown), 1_048_576, "{unknown:?}");
+        }
+    }
 }

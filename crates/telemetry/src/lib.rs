@@ -194,7 +194,7 @@ async fn build(context: Context) -> anyhow::Result<Service> {
     let state_for_grpc = state.clone();
     let state_for_live = state.clone();
     let writers = (config.telemetry_writers > 0).then(|| {
-        let config = config.clone();
+        let (config, metrics) = (config.clone(), metrics.clone());
         Worker::new("telemetry-writers", move |token| {
             run_writers(config, metrics, token)
         })
@@ -207,10 +207,14 @@ async fn build(context: Context) -> anyhow::Result<Service> {
     );
     Ok(Service {
         name: NAME,
-        router: ingest::router(config.ingest_max_in_flight as usize)
-            .merge(streams::router())
-            .merge(live::router())
-            .with_state(state),
+        router: ingest::router(
+            config.ingest_max_in_flight as usize,
+            usize::try_from(config.ingest_max_in_flight_bytes).unwrap_or(usize::MAX),
+            metrics.clone(),
+        )
+        .merge(streams::router())
+        .merge(live::router())
+        .with_state(state),
         grpc: Some(grpc::routes(state_for_grpc)),
         workers: writers
             .into_iter()

@@ -6,9 +6,13 @@
 //!   tail (decoding, validating and the cached checks take well under a millisecond);
 //! - whether InfluxDB keeps up: `stride_telemetry_samples_accepted_total` against
 //!   `stride_telemetry_samples_written_total`, summed over the replicas, and
-//!   `stride_telemetry_influx_write_failures_total` when it does not.
+//!   `stride_telemetry_influx_write_failures_total` when it does not;
+//!
+//! and how close a process is to its ingest limits: `stride_telemetry_ingest_in_flight_bytes`
+//! (against `STRIDE_INGEST_MAX_IN_FLIGHT_BYTES`) and `stride_telemetry_ingest_shed_total`,
+//! the batches answered `503` because the process was at capacity.
 
-use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
 use stride_platform::observability::Metrics;
 
 /// The telemetry metrics of one process. Cheap to clone (shared counters).
@@ -22,6 +26,10 @@ pub struct TelemetryMetrics {
     pub(crate) samples_written: Counter,
     /// InfluxDB writes that failed and were retried.
     pub(crate) influx_write_failures: Counter,
+    /// Bytes of batch bodies this process works on now, as ingest counts them.
+    pub(crate) ingest_in_flight_bytes: Gauge,
+    /// Batches answered `503` at once because the process was at its in-flight limits.
+    pub(crate) ingest_shed: Counter,
 }
 
 impl Default for TelemetryMetrics {
@@ -35,6 +43,8 @@ impl Default for TelemetryMetrics {
             ]),
             samples_written: Counter::default(),
             influx_write_failures: Counter::default(),
+            ingest_in_flight_bytes: Gauge::default(),
+            ingest_shed: Counter::default(),
         }
     }
 }
@@ -62,6 +72,17 @@ impl TelemetryMetrics {
             "telemetry_influx_write_failures",
             "InfluxDB writes of telemetry that failed and were retried",
             own.influx_write_failures.clone(),
+        );
+        metrics.register(
+            "telemetry_ingest_in_flight_bytes",
+            "Bytes of telemetry batch bodies this process works on now (limit: \
+             STRIDE_INGEST_MAX_IN_FLIGHT_BYTES)",
+            own.ingest_in_flight_bytes.clone(),
+        );
+        metrics.register(
+            "telemetry_ingest_shed",
+            "Telemetry batches answered 503 because the process was at its in-flight limits",
+            own.ingest_shed.clone(),
         );
         own
     }

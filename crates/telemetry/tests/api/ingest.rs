@@ -1,6 +1,6 @@
 //! `POST /v1/telemetry/batches`.
 
-use std::time::Duration;
+use std::{io::Write as _, net::TcpStream, time::Duration};
 
 use prost::Message as _;
 use reqwest::StatusCode;
@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use stride_proto::telemetry::v1::{Sample, SampleBatch};
 
 use crate::helpers::{
-    TestApp, assert_problem, post_batch, post_protobuf, recording, samples, spawn_app,
+    Recording, TestApp, assert_problem, post_batch, post_protobuf, recording, samples, spawn_app,
     spawn_app_with, streams_with, test_config,
 };
 
@@ -396,6 +396,113 @@ async fn past_its_in_flight_limit_ingest_sheds_batches_that_a_retry_stores_once(
     // And every batch is stored exactly once.
     let streams = streams_with(&app, &ride.account.access_token, &ride.activity_id, "", 800).await;
     assert_eq!(streams["time"]["original_size"], 800, "nothing lost");
+}
+
+/// Starts a batch request that declares `declared` bytes of body (chunked when `None`) and
+/// sends only its first bytes, so that the server holds it in flight until the socket is
+/// dropped.
+fn open_batch_request(app: &TestApp, recording: &Recording, declared: Option<usize>) -> TcpStream {
+    let host = app.address.trim_start_matches("http://");
+    let mut socket = TcpStream::connect(host).expect("the server listens");
+    let (length, first) = match declared {
+        Some(bytes) => (format!("content-length: {bytes}"), "{\"samples\": ["),
+        None => (
+            "transfer-encoding: chunked".to_owned(),
+            "d\r\n{\"samples\": [\r\n",
+        ),
+    };
+    write!(
+        socket,
+        "POST /v1/telemetry/batches HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\n{length}\r\n\r\n{first}",
+        recording.device_token
+    )
+    .expect("the head is sent");
+    socket
+}
+
+/// Waits until the bytes ingest counts in flight are `bytes`.
+async fn until_in_flight(app: &TestApp, bytes: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = metric(
+            &app.metrics().await,
+            "stride_telemetry_ingest_in_flight_bytes",
+        );
+        if now == bytes {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "in flight: {now}, not {bytes}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn ingest_sheds_by_the_bytes_in_flight_counting_each_body_by_its_declared_length() {
+    let app = spawn_app_with(stride_platform::config::Config {
+        ingest_max_in_flight_bytes: 1024 * 1024,
+        device_batches_per_second: 100_000,
+        ..test_config()
+    })
+    .await;
+    let ride = recording(&app, "ride", "private").await;
+    let (big, small) = (samples(&ride, 0, 3_000), samples(&ride, 3_000, 10));
+
+    // A body that declares 800,000 bytes leaves 248,576 of the 1 MiB for others: a batch of
+    // 3,000 samples (about 380 KB) is refused at once, and a small one still goes through.
+    let held = open_batch_request(&app, &ride, Some(800_000));
+    until_in_flight(&app, 800_000.0).await;
+    let refused = post_batch(&app, &ride, 1, big.clone()).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    let problem = assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("capacity")),
+        "{problem}"
+    );
+    let fits = post_batch(&app, &ride, 2, small.clone()).await;
+    assert_eq!(fits.status(), StatusCode::ACCEPTED, "a small batch fits");
+    drop(held);
+    until_in_flight(&app, 0.0).await;
+
+    // A chunked body, whose length nobody knows, counts as the largest batch: while it is
+    // open even a small batch waits its turn.
+    let held = open_batch_request(&app, &ride, None);
+    until_in_flight(&app, 1_048_576.0).await;
+    let refused = post_batch(&app, &ride, 3, samples(&ride, 3_010, 10)).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        metric(&app.metrics().await, "stride_telemetry_ingest_shed_total"),
+        2.0
+    );
+    drop(held);
+    until_in_flight(&app, 0.0).await;
+
+    // Sent again, the refused batches are new: nothing of them was kept.
+    for (seq, batch) in [(1, big), (3, samples(&ride, 3_010, 10))] {
+        let retry = post_batch(&app, &ride, seq, batch).await;
+        assert_eq!(retry.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            retry.json::<Value>().await.expect("json")["duplicate"],
+            false
+        );
+    }
+    let streams = streams_with(
+        &app,
+        &ride.account.access_token,
+        &ride.activity_id,
+        "",
+        3_020,
+    )
+    .await;
+    assert_eq!(
+        streams["time"]["original_size"], 3_020,
+        "nothing lost or doubled"
+    );
 }
 
 /// What the telemetry buffer holds, as the broker reports it.
