@@ -108,7 +108,7 @@ pub struct Config {
     pub telemetry_dedup_window_seconds: u64,
     /// Bytes the telemetry buffer may hold: the backlog InfluxDB has not taken yet plus the
     /// last dedup window (`STRIDE_TELEMETRY_BUFFER_MAX_BYTES`, at least 1 MiB; 1 GiB by
-    /// default, about 4 hours of a thousand devices at one sample a second). A full buffer
+    /// default, about 15 hours of a thousand devices at one sample a second). A full buffer
     /// refuses new batches with `503` (devices keep them and retry) rather than fill the
     /// broker's disk, which the `EVENTS` stream needs too. The broker reserves this much of
     /// its JetStream storage for the stream.

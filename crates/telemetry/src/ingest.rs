@@ -146,8 +146,8 @@ fn device_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
-/// The batch in `body`, and whether it came as protobuf.
-fn parse(headers: &HeaderMap, body: &[u8]) -> Result<(SampleBatch, bool), ApiError> {
+/// The batch in `body`.
+fn parse(headers: &HeaderMap, body: &[u8]) -> Result<SampleBatch, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -156,7 +156,6 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<(SampleBatch, bool), ApiErr
         || content_type.starts_with("application/protobuf")
     {
         return SampleBatch::decode(body)
-            .map(|batch| (batch, true))
             .map_err(|error| ApiError::validation(format!("invalid protobuf batch: {error}")));
     }
     if content_type.starts_with("application/json") {
@@ -164,7 +163,6 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<(SampleBatch, bool), ApiErr
             .map_err(|error| ApiError::validation(format!("invalid JSON batch: {error}")))?;
         return json
             .into_proto()
-            .map(|batch| (batch, false))
             .map_err(|error| ApiError::validation(error.to_string()));
     }
     Err(ApiError::new(
@@ -263,7 +261,7 @@ async fn ingest(
             "a batch is limited to 1 MiB",
         ));
     }
-    let (batch, protobuf) = parse(&headers, &body)?;
+    let batch = parse(&headers, &body)?;
     let activity_id = validate(&batch, chrono::Utc::now().timestamp_millis())
         .map_err(|error| ApiError::validation(error.to_string()))?;
     let device_id = device.device_id.to_string();
@@ -282,8 +280,7 @@ async fn ingest(
     }
     let count = batch.samples.len();
     let user_id = device.user_id.to_string();
-    let (headers, payload) =
-        buffer::message(&user_id, &device_id, &batch, protobuf.then_some(body));
+    let (headers, payload) = buffer::message(&user_id, &device_id, &batch);
     let publishing = std::time::Instant::now();
     let ack = telemetry
         .broker

@@ -10,8 +10,8 @@
 //! an activity's time window back.
 //!
 //! - [`samples`]: the batch format and its validation (pure);
-//! - [`buffer`]: how an accepted batch is kept in the stream (the device's own protobuf, its
-//!   owner in the headers);
+//! - [`buffer`]: how an accepted batch is kept in the stream (its owner and layout in the
+//!   headers), and [`columns`]: the layout, each field as a column of small differences;
 //! - [`influx`]: the InfluxDB v1 HTTP client and line protocol;
 //! - [`activities`]: a short-lived cache of training's answers about activities, renewed ahead
 //!   of expiry;
@@ -23,6 +23,7 @@
 
 pub mod activities;
 pub mod buffer;
+pub mod columns;
 pub mod events;
 pub mod grpc;
 pub mod influx;

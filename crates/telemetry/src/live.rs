@@ -176,7 +176,7 @@ pub(crate) async fn fan_out(
                     .client
                     .publish_with_headers(
                         telemetry.live_subject(&batch.activity_id),
-                        buffer::owner_headers(&batch.user_id, &batch.device_id),
+                        buffer::payload_headers(&batch.user_id, &batch.device_id),
                         batch.payload,
                     )
                     .await

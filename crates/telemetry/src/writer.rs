@@ -147,6 +147,14 @@ impl Writer {
                     samples += batch.samples.len() as u64;
                     writable.push(message);
                 }
+                Err(error @ buffer::Unreadable::Layout(_)) => {
+                    // Stored by a newer version during an upgrade: its writers read it.
+                    tracing::warn!(%error, "telemetry batch in a newer layout; leaving it");
+                    message
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(30))))
+                        .await
+                        .ok();
+                }
                 Err(error) => {
                     tracing::error!(%error, "unreadable telemetry batch; dropping it");
                     message.ack_with(AckKind::Term).await.ok();

@@ -162,6 +162,64 @@ async fn a_protobuf_batch_with_fields_unknown_here_is_taken_and_only_its_samples
 }
 
 #[tokio::test]
+async fn the_buffer_keeps_a_recording_in_under_a_third_of_its_protobuf_and_reads_it_back_exactly() {
+    let app = spawn_app().await;
+    let ride = recording(&app, "ride", "private").await;
+    // A second-by-second ride as a device records it: GPS at full precision, the rest
+    // rounded to what the sensors resolve.
+    let batch = SampleBatch {
+        activity_id: ride.activity_id.clone(),
+        seq: 1,
+        samples: (0..1_000i64)
+            .map(|second| {
+                let t = second as f64;
+                Sample {
+                    time_ms: ride.start_ms + 60_000 + second * 1000,
+                    lat: Some(46.05 + (t * 0.0007).sin() * 0.01),
+                    lon: Some(14.5 + (t * 0.0005).cos() * 0.01),
+                    altitude_m: Some(300.0 + ((t * 0.01).sin() * 400.0).round() / 10.0),
+                    heart_rate: Some((140.0 + (t * 0.02).sin() * 15.0).round()),
+                    cadence: Some((85.0 + (t * 0.05).sin() * 4.0).round()),
+                    power_w: Some((210.0 + (t * 0.07).sin() * 40.0).round()),
+                    speed_mps: Some(((8.2 + (t * 0.03).sin() * 0.4) * 100.0).round() / 100.0),
+                    distance_m: Some((t * 82.0).round() / 10.0),
+                    temperature_c: None,
+                }
+            })
+            .collect(),
+    };
+    let body = batch.encode_to_vec();
+    let response = post_protobuf(&app, &ride, body.clone()).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let state = buffer_state(&app).await;
+    assert!(
+        state.bytes * 3 < body.len() as u64,
+        "the buffer holds {} bytes of a {}-byte batch",
+        state.bytes,
+        body.len()
+    );
+    let streams = streams_with(
+        &app,
+        &ride.account.access_token,
+        &ride.activity_id,
+        "?types=latlng,altitude,heartrate,watts,velocity_smooth,distance",
+        1_000,
+    )
+    .await;
+    for (at, sample) in [0usize, 1, 499, 999].map(|at| (at, &batch.samples[at])) {
+        assert_eq!(
+            streams["latlng"]["data"][at],
+            json!([sample.lat, sample.lon]),
+            "sample {at}"
+        );
+        assert_eq!(streams["altitude"]["data"][at], json!(sample.altitude_m));
+        assert_eq!(streams["heartrate"]["data"][at], json!(sample.heart_rate));
+        assert_eq!(streams["watts"]["data"][at], json!(sample.power_w));
+        assert_eq!(streams["distance"]["data"][at], json!(sample.distance_m));
+    }
+}
+
+#[tokio::test]
 async fn a_bad_batch_says_which_sample_and_why_and_none_of_it_is_kept() {
     let app = spawn_app().await;
     let ride = recording(&app, "ride", "private").await;
@@ -586,22 +644,22 @@ async fn a_full_buffer_refuses_batches_until_it_drains() {
     })
     .await;
     let ride = recording(&app, "ride", "private").await;
-    // Ten samples a second, so that 100 batches stay in the workout's past.
+    // Fifty samples a second, so that 1,000 batches stay in the workout's past.
     let batch = |seq: u64| -> Vec<Value> {
         let first = (seq as i64 - 1) * 300;
         samples(&ride, first, 300)
             .into_iter()
             .enumerate()
             .map(|(index, mut sample)| {
-                sample["time"] = json!(ride.start_ms + 60_000 + (first + index as i64) * 100);
+                sample["time"] = json!(ride.start_ms + 60_000 + (first + index as i64) * 20);
                 sample
             })
             .collect()
     };
-    // About 22 KB a batch in the buffer: it is full after some 48 of them.
+    // About 3 KB a batch in the buffer: it is full after some 330 of them.
     let mut accepted = 0;
     let mut refused = None;
-    for seq in 1..=100u64 {
+    for seq in 1..=1_000u64 {
         let sent = post_batch(&app, &ride, seq, batch(seq)).await;
         match sent.status() {
             StatusCode::ACCEPTED => accepted += 1,
@@ -624,7 +682,7 @@ async fn a_full_buffer_refuses_batches_until_it_drains() {
             other => panic!("batch {seq}: unexpected {other}"),
         }
     }
-    let refused = refused.expect("a 1 MiB buffer filled up within 100 batches of 22 KB");
+    let refused = refused.expect("a 1 MiB buffer filled up within 1,000 batches of 3 KB");
     assert!(accepted >= 20, "only {accepted} batches fitted");
     // Nothing of the refused batch was kept.
     assert_eq!(buffer(&app).await.1, accepted, "batches stored");
