@@ -99,6 +99,11 @@ pub struct Options {
     /// instead of the whole run: for comparing settings of the request path quickly.
     #[arg(long)]
     pub latency_only_at: Option<f64>,
+    /// Write every measured request of phase 3 to this file, one line each: the Unix time
+    /// in milliseconds it was due, its latency in milliseconds, and 1 if it was accepted
+    /// (0 if not). For lining slow requests up with what else the machine did then.
+    #[arg(long, value_name = "FILE")]
+    pub latency_trace: Option<PathBuf>,
 }
 
 /// One closed-loop accept phase.
@@ -679,6 +684,7 @@ impl Bench {
         samples_per_second: f64,
         warm_up: Duration,
         window: Duration,
+        trace_file: Option<&Path>,
     ) -> anyhow::Result<AcceptFigures> {
         let batches_per_second = (samples_per_second / 1000.0).max(1.0);
         let interval = Duration::from_secs_f64(1.0 / batches_per_second);
@@ -686,6 +692,8 @@ impl Bench {
         let total = warm_up_batches + (window.as_secs_f64() * batches_per_second).round() as usize;
         let mut cpu_before = None;
         let began = tokio::time::Instant::now();
+        let began_unix = std::time::SystemTime::now();
+        let mut trace = String::new();
         let mut tasks = Vec::with_capacity(total);
         for index in 0..total {
             let due = began + interval.mul_f64(index as f64);
@@ -716,6 +724,20 @@ impl Bench {
                 warm_up_tally.add(outcome, latency);
                 continue;
             };
+            if trace_file.is_some() {
+                let due = began_unix + interval.mul_f64(index as f64);
+                let due_ms = due
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    * 1000.0;
+                let _ = writeln!(
+                    trace,
+                    "{due_ms:.1} {:.2} {}",
+                    latency.as_secs_f64() * 1000.0,
+                    u8::from(outcome.is_ok())
+                );
+            }
             if outcome.is_ok() {
                 let second = (measured as f64 / batches_per_second) as usize;
                 let last = by_second.len() - 1;
@@ -724,6 +746,10 @@ impl Bench {
             tally.add(outcome, latency);
         }
         let cpu_after = CpuSnapshot::take(self.server_pid).ok();
+        if let Some(path) = trace_file {
+            std::fs::write(path, trace)
+                .with_context(|| format!("writing the trace to {}", path.display()))?;
+        }
         self.accepted_total
             .fetch_add(tally.samples + warm_up_tally.samples, Ordering::Relaxed);
         let drained = self.drain().await?;
@@ -1147,7 +1173,9 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         sent.clone(),
         Instant::now() + warm_up + window,
     ));
-    let half = bench.open_loop(half_rate, warm_up, window).await?;
+    let half = bench
+        .open_loop(half_rate, warm_up, window, options.latency_trace.as_deref())
+        .await?;
     prober.await.context("probe task")??;
     tokio::time::sleep(Duration::from_secs(1)).await;
     viewer.abort();
