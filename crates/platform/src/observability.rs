@@ -2,6 +2,8 @@
 //!
 //! Every request gets an id (the client's `X-Request-Id` when it is sane, a fresh UUIDv7
 //! otherwise) that is returned in the response and attached to every log line of the request.
+//! Each request is logged once when it finishes, at `info`; successes of routes that mark
+//! themselves [`RoutineRequest`] (device traffic) at `debug`.
 //! Request counts and latency histograms are kept per method, matched route and status, and
 //! served in Prometheus text format at `/metrics`.
 
@@ -124,6 +126,16 @@ impl Metrics {
     }
 }
 
+/// A response extension that marks a request as routine device traffic: when it succeeds
+/// (status below 400), its `request finished` line is logged at `debug` instead of `info`.
+///
+/// For routes that every device calls every few seconds, such as telemetry ingest, where a
+/// line per request would be nearly all of the log (a thousand devices sending a batch a
+/// second write 86 million lines a day). Failures are still logged at `info`, and `/metrics`
+/// counts and times every request either way.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutineRequest;
+
 /// The request id of the current request, as an extension.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -179,19 +191,118 @@ pub async fn observe(metrics: Arc<Metrics>, mut request: Request, next: Next) ->
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let routine = status < 400 && response.extensions().get::<RoutineRequest>().is_some();
     span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request finished"
-        );
+        if routine {
+            tracing::debug!(status, latency_ms, "request finished");
+        } else {
+            tracing::info!(status, latency_ms, "request finished");
+        }
     });
     response
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use axum::{Router, body::Body, http::StatusCode, routing::post};
+    use tower::ServiceExt as _;
+
     use super::*;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The `request finished` lines, with their level, logged at `info` and above while
+    /// `requests` (path, status the route answers) are served by a router whose `/routine`
+    /// route marks its responses as routine.
+    fn finished_lines(requests: &[(&str, StatusCode)]) -> Vec<String> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(EnvFilter::new("info"))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(move || writer.clone()),
+            );
+        let answer = |request: Request| async move {
+            request
+                .headers()
+                .get("x-answer")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<u16>().ok())
+                .and_then(|code| StatusCode::from_u16(code).ok())
+                .unwrap_or(StatusCode::OK)
+        };
+        let metrics = Arc::new(Metrics::default());
+        let app = Router::new()
+            .route("/routine", post(answer))
+            .route_layer(axum::middleware::map_response(
+                |mut response: Response| async move {
+                    response.extensions_mut().insert(RoutineRequest);
+                    response
+                },
+            ))
+            .route("/other", post(answer))
+            .layer(axum::middleware::from_fn(move |request, next| {
+                observe(metrics.clone(), request, next)
+            }));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(async {
+                for (path, status) in requests {
+                    let request = axum::http::Request::post(*path)
+                        .header("x-answer", status.as_u16().to_string())
+                        .body(Body::empty())
+                        .expect("request");
+                    let response = app.clone().oneshot(request).await.expect("response");
+                    assert_eq!(response.status(), *status);
+                }
+            });
+        });
+        let text =
+            String::from_utf8(captured.0.lock().expect("log buffer").clone()).expect("utf-8 log");
+        text.lines()
+            .filter(|line| line.contains("request finished"))
+            .map(|line| {
+                let entry: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+                format!("{} {}", entry["level"], entry["status"])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn routine_successes_are_left_out_of_the_info_log_and_their_failures_kept() {
+        let lines = finished_lines(&[
+            ("/routine", StatusCode::ACCEPTED),
+            ("/routine", StatusCode::BAD_REQUEST),
+            ("/routine", StatusCode::SERVICE_UNAVAILABLE),
+            ("/other", StatusCode::OK),
+        ]);
+        assert_eq!(
+            lines,
+            [r#""INFO" 400"#, r#""INFO" 503"#, r#""INFO" 200"#],
+            "the routine 202 is logged at debug only, everything else at info"
+        );
+    }
 
     #[test]
     fn request_ids_with_odd_characters_or_length_are_replaced() {

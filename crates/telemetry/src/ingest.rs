@@ -16,6 +16,7 @@ use serde::Serialize;
 use stride_platform::{
     error::{ApiError, ErrorCode, Problem},
     http::Json,
+    observability::RoutineRequest,
 };
 use stride_proto::telemetry::v1::SampleBatch;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -85,6 +86,13 @@ pub fn router(
         .route_layer(axum::middleware::from_fn(move |request, next| {
             shed_load(in_flight.clone(), request, next)
         }))
+        // A batch a second from every device: its successes are logged at debug only.
+        .route_layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                response.extensions_mut().insert(RoutineRequest);
+                response
+            },
+        ))
 }
 
 /// The bytes a request's body is counted as while it is worked on: its `Content-Length`,
