@@ -227,14 +227,14 @@ mod tests {
         }
     }
 
-    /// The `request finished` lines, with their level, logged at `info` and above while
-    /// `requests` (path, status the route answers) are served by a router whose `/routine`
-    /// route marks its responses as routine.
-    fn finished_lines(requests: &[(&str, StatusCode)]) -> Vec<String> {
+    /// The `request finished` lines, with their level, that the log filter `filter` lets
+    /// through while `requests` (path, status the route answers) are served by a router
+    /// whose `/routine` route marks its responses as routine.
+    fn finished_lines(filter: &str, requests: &[(&str, StatusCode)]) -> Vec<String> {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::registry()
-            .with(EnvFilter::new("info"))
+            .with(EnvFilter::new(filter))
             .with(
                 fmt::layer()
                     .json()
@@ -291,16 +291,26 @@ mod tests {
 
     #[test]
     fn routine_successes_are_left_out_of_the_info_log_and_their_failures_kept() {
-        let lines = finished_lines(&[
+        let requests = [
             ("/routine", StatusCode::ACCEPTED),
             ("/routine", StatusCode::BAD_REQUEST),
             ("/routine", StatusCode::SERVICE_UNAVAILABLE),
             ("/other", StatusCode::OK),
-        ]);
+        ];
         assert_eq!(
-            lines,
+            finished_lines("info", &requests),
             [r#""INFO" 400"#, r#""INFO" 503"#, r#""INFO" 200"#],
-            "the routine 202 is logged at debug only, everything else at info"
+            "the routine 202 is left out at info, everything else logged"
+        );
+        assert_eq!(
+            finished_lines("info,stride_platform::observability=debug", &requests),
+            [
+                r#""DEBUG" 202"#,
+                r#""INFO" 400"#,
+                r#""INFO" 503"#,
+                r#""INFO" 200"#
+            ],
+            "the filter the README gives shows the routine 202 at debug"
         );
     }
 
