@@ -87,7 +87,7 @@ pub struct Options {
     #[arg(long, default_value_t = 2)]
     pub latency_warm_up_secs: u64,
     /// Lines per direct InfluxDB write (comma-separated).
-    #[arg(long, default_value = "1000,100000", value_delimiter = ',')]
+    #[arg(long, default_value = "1000,20000", value_delimiter = ',')]
     pub direct_batch_lines: Vec<usize>,
     /// Longest wait for InfluxDB to hold every accepted sample, seconds.
     #[arg(long, default_value_t = 300)]
