@@ -136,6 +136,13 @@ impl Metrics {
 #[derive(Debug, Clone, Copy)]
 pub struct RoutineRequest;
 
+/// Marks a response [`RoutineRequest`]; for a route layer:
+/// `.route_layer(axum::middleware::map_response(observability::routine))`.
+pub async fn routine(mut response: Response) -> Response {
+    response.extensions_mut().insert(RoutineRequest);
+    response
+}
+
 /// The request id of the current request, as an extension.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -253,12 +260,7 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let app = Router::new()
             .route("/routine", post(answer))
-            .route_layer(axum::middleware::map_response(
-                |mut response: Response| async move {
-                    response.extensions_mut().insert(RoutineRequest);
-                    response
-                },
-            ))
+            .route_layer(axum::middleware::map_response(routine))
             .route("/other", post(answer))
             .layer(axum::middleware::from_fn(move |request, next| {
                 observe(metrics.clone(), request, next)

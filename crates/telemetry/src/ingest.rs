@@ -16,7 +16,7 @@ use serde::Serialize;
 use stride_platform::{
     error::{ApiError, ErrorCode, Problem},
     http::Json,
-    observability::RoutineRequest,
+    observability,
 };
 use stride_proto::telemetry::v1::SampleBatch;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -87,12 +87,7 @@ pub fn router(
             shed_load(in_flight.clone(), request, next)
         }))
         // A batch a second from every device: its successes are logged at debug only.
-        .route_layer(axum::middleware::map_response(
-            |mut response: axum::response::Response| async move {
-                response.extensions_mut().insert(RoutineRequest);
-                response
-            },
-        ))
+        .route_layer(axum::middleware::map_response(observability::routine))
 }
 
 /// The bytes a request's body is counted as while it is worked on: its `Content-Length`,
