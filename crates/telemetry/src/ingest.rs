@@ -174,26 +174,19 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<SampleBatch, ApiError> {
     ))
 }
 
-async fn check_rate(telemetry: &Telemetry, device_id: &str) -> Result<(), ApiError> {
-    let second = chrono::Utc::now().timestamp();
-    let key = telemetry
-        .redis
-        .key(format!("rate:device:{device_id}:{second}"));
-    let mut redis = telemetry.redis.connection();
-    let (count,): (u32,) = redis::pipe()
-        .incr(&key, 1)
-        .expire(&key, 2)
-        .ignore()
-        .query_async(&mut redis)
-        .await
-        .map_err(|error| ApiError::unavailable(error, 1))?;
-    if count > telemetry.config.device_batches_per_second {
-        return Err(ApiError::too_many_requests(
-            "this device sends batches too fast; send larger batches less often",
-            1,
-        ));
+/// `429` when the device has sent more than `STRIDE_DEVICE_BATCHES_PER_SECOND` batches in
+/// this second (counted in the process; see [`crate::rate`]).
+fn check_rate(telemetry: &Telemetry, device_id: uuid::Uuid) -> Result<(), ApiError> {
+    if telemetry
+        .rates
+        .admit(device_id, chrono::Utc::now().timestamp())
+    {
+        return Ok(());
     }
-    Ok(())
+    Err(ApiError::too_many_requests(
+        "this device sends batches too fast; send larger batches less often",
+        1,
+    ))
 }
 
 /// Seconds a device waits before sending again to a full buffer: it drains at InfluxDB's pace.
@@ -244,7 +237,7 @@ fn not_stored(error: async_nats::jetstream::context::PublishError) -> ApiError {
         (status = 404, description = "No such activity of the device's owner", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The activity is not active or paused", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The device sends too fast", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The device sent more than `STRIDE_DEVICE_BATCHES_PER_SECOND` batches this second; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The buffer is unavailable or full (`STRIDE_TELEMETRY_BUFFER_MAX_BYTES`), or this process already works on `STRIDE_INGEST_MAX_IN_FLIGHT` batches or `STRIDE_INGEST_MAX_IN_FLIGHT_BYTES` bytes of them; keep the batch and retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -267,8 +260,8 @@ async fn ingest(
     let batch = parse(&headers, &body)?;
     let activity_id = validate(&batch, chrono::Utc::now().timestamp_millis())
         .map_err(|error| ApiError::validation(error.to_string()))?;
+    check_rate(&telemetry, device.device_id)?;
     let device_id = device.device_id.to_string();
-    check_rate(&telemetry, &device_id).await?;
     let activity = telemetry
         .activities
         .get(activity_id)

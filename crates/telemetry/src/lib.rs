@@ -9,6 +9,8 @@
 //! never holds up a request), then trims what it stored from the buffer → [`streams`] reads
 //! an activity's time window back.
 //!
+//! - [`rate`]: the per-device rate limit, counted in the process and shared through Redis in
+//!   the background;
 //! - [`samples`]: the batch format and its validation (pure);
 //! - [`buffer`]: how an accepted batch is kept in the stream (its owner and layout in the
 //!   headers), and [`columns`]: the layout, each field as a column of small differences;
@@ -30,6 +32,7 @@ pub mod influx;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
+pub mod rate;
 pub mod samples;
 pub mod streams;
 pub mod writer;
@@ -70,6 +73,7 @@ pub static SERVICE: ServiceSpec = ServiceSpec {
 pub struct Telemetry {
     pub(crate) broker: Broker,
     pub(crate) redis: Redis,
+    pub(crate) rates: Arc<rate::DeviceRates>,
     pub(crate) influx: Influx,
     pub(crate) devices: Arc<DeviceAuthenticator>,
     pub(crate) activities: Arc<ActivityCache>,
@@ -179,6 +183,7 @@ async fn build(context: Context) -> anyhow::Result<Service> {
     let state = Telemetry {
         broker: context.broker.clone(),
         redis: context.redis.clone(),
+        rates: Arc::new(rate::DeviceRates::new(config.device_batches_per_second)),
         influx: influx.clone(),
         devices: Arc::new(DeviceAuthenticator::new(
             context.identity.clone(),
@@ -194,6 +199,7 @@ async fn build(context: Context) -> anyhow::Result<Service> {
     };
     let state_for_grpc = state.clone();
     let state_for_live = state.clone();
+    let (rates, redis) = (state.rates.clone(), state.redis.clone());
     let writers = (config.telemetry_writers > 0).then(|| {
         let (config, metrics) = (config.clone(), metrics.clone());
         Worker::new("telemetry-writers", move |token| {
@@ -223,6 +229,9 @@ async fn build(context: Context) -> anyhow::Result<Service> {
                 Worker::new("telemetry-consumer", move |token| consumer.run(token)),
                 Worker::new("telemetry-live", move |token| {
                     live::fan_out(state_for_live, live_batches, token)
+                }),
+                Worker::new("telemetry-rates", move |token| {
+                    rate::share(rates, redis, token)
                 }),
             ])
             .collect(),

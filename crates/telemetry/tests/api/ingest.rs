@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use stride_proto::telemetry::v1::{Sample, SampleBatch};
 
 use crate::helpers::{
-    Recording, TestApp, assert_problem, post_batch, post_protobuf, recording, samples, spawn_app,
-    spawn_app_with, streams_with, test_config,
+    PrivateRedis, Recording, TestApp, assert_problem, post_batch, post_protobuf, recording,
+    samples, spawn, spawn_app, spawn_app_with, streams_with, test_config,
 };
 
 #[tokio::test]
@@ -398,6 +398,163 @@ async fn a_device_that_sends_too_fast_is_told_to_slow_down() {
     assert!(
         statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
         "{statuses:?}"
+    );
+}
+
+/// Sleeps until just after the next Unix second starts; that second.
+async fn start_of_a_second() -> i64 {
+    let into = chrono::Utc::now().timestamp_subsec_millis();
+    tokio::time::sleep(Duration::from_millis(u64::from(1_000 - into.min(999)) + 5)).await;
+    chrono::Utc::now().timestamp()
+}
+
+/// Posts `count` two-sample batches of `ride` to `app`, numbered on from `seq`; their statuses.
+async fn send(app: &TestApp, ride: &Recording, seq: &mut u64, count: u64) -> Vec<StatusCode> {
+    let mut statuses = Vec::new();
+    for _ in 0..count {
+        let batch = samples(ride, *seq as i64 * 2, 2);
+        statuses.push(post_batch(app, ride, *seq, batch).await.status());
+        *seq += 1;
+    }
+    statuses
+}
+
+/// Waits, for most of a second, until Redis holds `count` under `key`; whether it did.
+async fn count_reaches(
+    redis: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    count: u32,
+) -> bool {
+    for _ in 0..90 {
+        let held: Option<u32> = redis::cmd("GET")
+            .arg(key)
+            .query_async(redis)
+            .await
+            .expect("Redis answers");
+        if held == Some(count) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn replicas_share_a_devices_count_so_it_is_held_to_its_limit_on_both() {
+    let redis = PrivateRedis::start().await;
+    let config = stride_platform::config::Config {
+        redis_url: redis.url().into(),
+        device_batches_per_second: 10,
+        ..test_config()
+    };
+    let first = spawn_app_with(config.clone()).await;
+    // A second telemetry process, as a load balancer's other replica: the same broker,
+    // Redis and prefixes, and the first process's identity and training.
+    let second = spawn(
+        &[&stride_telemetry::SERVICE],
+        stride_platform::config::Config {
+            identity_grpc_url: Some(first.grpc_address.clone()),
+            training_grpc_url: Some(first.grpc_address.clone()),
+            jwks_url: Some(first.url("/.well-known/jwks.json")),
+            ..config.clone()
+        },
+    )
+    .await;
+    let ride = recording(&first, "ride", "private").await;
+    let mut connection = redis::Client::open(redis.url())
+        .expect("a Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    let mut seq = 0;
+    // Each try must fit in one second: one that does not is tried again.
+    for _ in 0..5 {
+        let second_now = start_of_a_second().await;
+        let key = format!(
+            "{}rate:device:{}:{second_now}",
+            config.redis_prefix, ride.device_id
+        );
+        let on_first = send(&first, &ride, &mut seq, 6).await;
+        let shared = count_reaches(&mut connection, &key, 6).await;
+        let one_on_second = send(&second, &ride, &mut seq, 1).await;
+        let shared = shared && count_reaches(&mut connection, &key, 7).await;
+        // The second process has its answer from Redis a moment after Redis counted.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let more_on_second = send(&second, &ride, &mut seq, 5).await;
+        if !shared || chrono::Utc::now().timestamp() != second_now {
+            continue;
+        }
+        assert_eq!(on_first, [StatusCode::ACCEPTED; 6]);
+        assert_eq!(one_on_second, [StatusCode::ACCEPTED]);
+        assert_eq!(
+            more_on_second,
+            [
+                StatusCode::ACCEPTED,
+                StatusCode::ACCEPTED,
+                StatusCode::ACCEPTED,
+                StatusCode::TOO_MANY_REQUESTS,
+                StatusCode::TOO_MANY_REQUESTS
+            ],
+            "the second process knew of the first's six: 10 in all"
+        );
+        return;
+    }
+    panic!("no try fitted in one second");
+}
+
+#[tokio::test]
+async fn with_redis_away_ingest_still_stores_batches_and_holds_devices_to_their_limit() {
+    let mut redis = PrivateRedis::start().await;
+    let app = spawn_app_with(stride_platform::config::Config {
+        redis_url: redis.url().into(),
+        device_batches_per_second: 3,
+        ..test_config()
+    })
+    .await;
+    let ride = recording(&app, "ride", "private").await;
+    let mut seq = 0;
+    assert_eq!(send(&app, &ride, &mut seq, 1).await, [StatusCode::ACCEPTED]);
+    redis.kill();
+    let mut accepted = 1;
+    let mut held = false;
+    for _ in 0..5 {
+        let second_now = start_of_a_second().await;
+        let statuses = send(&app, &ride, &mut seq, 5).await;
+        accepted += statuses
+            .iter()
+            .filter(|status| **status == StatusCode::ACCEPTED)
+            .count();
+        if chrono::Utc::now().timestamp() != second_now {
+            continue;
+        }
+        assert_eq!(
+            statuses,
+            [
+                StatusCode::ACCEPTED,
+                StatusCode::ACCEPTED,
+                StatusCode::ACCEPTED,
+                StatusCode::TOO_MANY_REQUESTS,
+                StatusCode::TOO_MANY_REQUESTS
+            ]
+        );
+        held = true;
+        break;
+    }
+    assert!(held, "no try fitted in one second");
+    // Sessions need Redis to read the streams back.
+    redis.restart().await;
+    let streams = streams_with(
+        &app,
+        &ride.account.access_token,
+        &ride.activity_id,
+        "",
+        accepted * 2,
+    )
+    .await;
+    assert_eq!(
+        streams["time"]["original_size"],
+        accepted * 2,
+        "every accepted batch is stored"
     );
 }
 
