@@ -294,13 +294,13 @@ impl Trimmer {
             Err(error) if error.kind() == ConsumerInfoErrorKind::NotFound => return Ok(()),
             Err(error) => return Err(error).context("reading the writers' progress"),
         };
-        let up_to = aged.min(stored);
-        if up_to < self.kept_from {
+        let Some(below) = purge_below(aged, stored, self.kept_from) else {
             return Ok(());
-        }
+        };
+        let up_to = below - 1;
         let purged = stream
             .purge()
-            .sequence(up_to + 1)
+            .sequence(below)
             .await
             .context("purging stored batches")?;
         tracing::debug!(
@@ -311,6 +311,20 @@ impl Trimmer {
         self.kept_from = up_to + 1;
         Ok(())
     }
+}
+
+/// The sequence to purge below, when there is something to purge: everything up to the
+/// last batch both stored (`stored`, the writers' ack floor) and older than the dedup window
+/// (`aged`), unless it was purged already (below `kept_from`).
+///
+/// `None` rather than a purge below sequence 1: nats-server 2.9 takes a purge request with
+/// `seq: 1` as one without a sequence and empties the whole stream, batches not yet written
+/// included. Nothing stored, or nothing aged, is exactly when that request would be made:
+/// for a window after a start with an empty buffer, and while InfluxDB has been away since
+/// the writers started.
+fn purge_below(aged: u64, stored: u64, kept_from: u64) -> Option<u64> {
+    let up_to = aged.min(stored);
+    (up_to >= 1 && up_to >= kept_from).then_some(up_to + 1)
 }
 
 /// The last sequence that had arrived `window` or longer before `now`, dropping the marks
@@ -346,6 +360,21 @@ mod tests {
         // Nothing new arrives for a long time: everything may go, one mark stays.
         assert_eq!(older_than(&mut marks, at(100), window), Some(420));
         assert_eq!(marks.len(), 1);
+    }
+
+    #[test]
+    fn a_purge_never_reaches_what_is_not_stored_or_younger_than_the_window() {
+        // Nothing stored yet (InfluxDB away since the start), or nothing aged (the buffer
+        // was empty a window ago): no purge, above all not one below sequence 1.
+        assert_eq!(purge_below(500, 0, 0), None);
+        assert_eq!(purge_below(0, 500, 0), None);
+        assert_eq!(purge_below(0, 0, 0), None);
+        // Up to the older of the two.
+        assert_eq!(purge_below(500, 300, 0), Some(301));
+        assert_eq!(purge_below(300, 500, 0), Some(301));
+        // Not again what an earlier round purged.
+        assert_eq!(purge_below(300, 500, 301), None);
+        assert_eq!(purge_below(301, 500, 301), Some(302));
     }
 
     proptest::proptest! {

@@ -125,3 +125,58 @@ async fn ingest_keeps_answering_while_influxdb_is_down_and_the_backlog_drains_af
     assert_eq!(counts, expected, "samples per device in InfluxDB");
     store.assert_exactly(&accepted).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_older_than_the_dedup_window_is_kept_until_influxdb_has_it() {
+    let nats = PrivateNats::start().await;
+    let mut influx = PrivateInflux::start().await;
+    // A short window, so the buffer's trimming (every 5 s) looks at batches that aged past
+    // it while none could be written yet.
+    let config = stride_platform::config::Config {
+        telemetry_dedup_window_seconds: 2,
+        ..fault_config(&nats, &influx.url())
+    };
+    let app = spawn_app(config.clone()).await;
+    let mut devices = Vec::new();
+    for encoding in [Encoding::Json, Encoding::Protobuf] {
+        devices.push(device(&app, encoding).await);
+    }
+    let start = Instant::now();
+    eprintln!("{} SIGKILL influxd before the first batch", at(start));
+    influx.kill();
+    let (influx_down, stop) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut streams = JoinSet::new();
+    for device in devices {
+        streams.spawn(stream(
+            app.address.clone(),
+            device,
+            influx_down.clone(),
+            stop.clone(),
+        ));
+    }
+    // Three trimming rounds see batches older than the window, none of them stored.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut accepted = Vec::new();
+    while let Some(streamed) = streams.join_next().await {
+        let (device, batches, answers) = streamed.expect("device task");
+        assert!(
+            answers
+                .iter()
+                .all(|(_, answer)| matches!(answer, Answer::Accepted { .. })),
+            "every batch is accepted while InfluxDB is away"
+        );
+        accepted.push((device, batches));
+    }
+    influx.restart().await;
+    eprintln!("{} influxd is back", at(start));
+
+    let store = Store::new(&config.influx_url, &config.influx_database);
+    let expected = expected_counts(&accepted);
+    let counts = store.wait_for(&expected, Duration::from_secs(120)).await;
+    assert_eq!(counts, expected, "samples per device in InfluxDB");
+    store.assert_exactly(&accepted).await;
+}
