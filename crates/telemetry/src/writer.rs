@@ -41,16 +41,6 @@ use crate::{
 /// (docs/benchmarks.md).
 const MESSAGES_PER_WRITE: usize = 20;
 
-/// How long a writer waits for its next batch before it opens a fresh pull.
-///
-/// A pull stream keeps count of the batches its requests still have coming, and asks for
-/// more only once that count runs low: should it miss the end of a request, it waits in
-/// silence while the backlog stays in the buffer. Its idle heartbeat would notice, but it
-/// also fires after any InfluxDB write longer than two heartbeats, so this bounds such a
-/// stall instead. With a backlog the next batch comes within milliseconds, so it only ever
-/// renews an idle writer's pull.
-const IDLE_REPULL: Duration = Duration::from_secs(5);
-
 /// The durable consumer shared by every telemetry replica.
 pub const DURABLE: &str = "telemetry-writer";
 
@@ -128,16 +118,15 @@ impl Writer {
             loop {
                 let first = tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
-                    next = tokio::time::timeout(IDLE_REPULL, messages.next()) => next,
+                    next = messages.next() => next,
                 };
                 let first = match first {
-                    Ok(Some(Ok(message))) => message,
-                    Ok(Some(Err(error))) => {
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) => {
                         tracing::warn!(%error, "telemetry writer's pull failed; pulling anew");
                         break;
                     }
-                    // Idle, or a pull that stalled: a fresh one costs two requests.
-                    Ok(None) | Err(_) => break,
+                    None => break,
                 };
                 let mut group = vec![first];
                 // Take what is already waiting, without waiting for more.
