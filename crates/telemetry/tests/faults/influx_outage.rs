@@ -52,6 +52,25 @@ async fn stream(
     (device, accepted, answers)
 }
 
+/// Starts [`stream`] for each of `devices`, sending to `base`.
+fn stream_all(
+    base: &str,
+    devices: Vec<Device>,
+    influx_down: &Arc<AtomicBool>,
+    stop: &Arc<AtomicBool>,
+) -> JoinSet<(Device, Vec<AcceptedBatch>, Vec<Answered>)> {
+    let mut streams = JoinSet::new();
+    for device in devices {
+        streams.spawn(stream(
+            base.to_owned(),
+            device,
+            influx_down.clone(),
+            stop.clone(),
+        ));
+    }
+    streams
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_keeps_answering_while_influxdb_is_down_and_the_backlog_drains_after() {
     let nats = PrivateNats::start().await;
@@ -71,15 +90,7 @@ async fn ingest_keeps_answering_while_influxdb_is_down_and_the_backlog_drains_af
     let start = Instant::now();
     let influx_down = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut streams = JoinSet::new();
-    for device in devices {
-        streams.spawn(stream(
-            app.address.clone(),
-            device,
-            influx_down.clone(),
-            stop.clone(),
-        ));
-    }
+    let mut streams = stream_all(&app.address, devices, &influx_down, &stop);
     tokio::time::sleep(Duration::from_secs(5)).await;
     eprintln!("{} SIGKILL influxd for 30 s", at(start));
     influx_down.store(true, Ordering::Relaxed);
@@ -148,15 +159,7 @@ async fn a_backlog_older_than_the_dedup_window_is_kept_until_influxdb_has_it() {
         Arc::new(AtomicBool::new(true)),
         Arc::new(AtomicBool::new(false)),
     );
-    let mut streams = JoinSet::new();
-    for device in devices {
-        streams.spawn(stream(
-            app.address.clone(),
-            device,
-            influx_down.clone(),
-            stop.clone(),
-        ));
-    }
+    let mut streams = stream_all(&app.address, devices, &influx_down, &stop);
     // Three trimming rounds see batches older than the window, none of them stored.
     tokio::time::sleep(Duration::from_secs(16)).await;
     stop.store(true, Ordering::Relaxed);
