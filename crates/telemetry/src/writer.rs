@@ -286,7 +286,6 @@ impl Trimmer {
         let Some(below) = purge_below(aged, stored, self.kept_from) else {
             return Ok(());
         };
-        let up_to = below - 1;
         let purged = stream
             .purge()
             .sequence(below)
@@ -294,10 +293,10 @@ impl Trimmer {
             .context("purging stored batches")?;
         tracing::debug!(
             purged = purged.purged,
-            up_to,
+            below,
             "trimmed the telemetry buffer"
         );
-        self.kept_from = up_to + 1;
+        self.kept_from = below;
         Ok(())
     }
 }
