@@ -498,6 +498,8 @@ impl Drop for RssSampler {
 struct Bench {
     client: Client,
     batches_url: String,
+    /// The server's `/metrics`, read when a drain stops making progress.
+    metrics_url: String,
     devices: Vec<Arc<Device>>,
     influx: Influx,
     server_pid: Option<u32>,
@@ -568,24 +570,52 @@ impl Bench {
     /// (until the answer of the count that found them all).
     ///
     /// Counting millions of points costs InfluxDB seconds of CPU, which would slow the very
-    /// writes being waited for. So the wait polls a cheap sign first, each device's latest
-    /// accepted sample, and counts everything only once those are all stored (and at least
-    /// every 10 s, in case a device's latest batch was never accepted).
+    /// writes being waited for (the direct writes it is compared with are not counted while
+    /// they run). So the wait polls a cheap sign, each device's latest accepted sample, and
+    /// counts everything only once those are all stored. Progress is read from the server's
+    /// `samples_written_total`, which costs InfluxDB nothing.
+    ///
+    /// An accepted sample must never be lost, so a drain whose server has written nothing
+    /// new for [`STALL`] counts once more and, if samples are still missing, fails the run
+    /// with the server's own accepted and written counts, rather than waiting out the
+    /// timeout and reporting a figure as if nothing were wrong.
     async fn drain(&self) -> anyhow::Result<Option<Duration>> {
+        const STALL: Duration = Duration::from_secs(90);
         let started = Instant::now();
         let expected = self.accepted_total.load(Ordering::Relaxed);
         let mut last_count: Option<Instant> = None;
+        let mut last_progress_read: Option<Instant> = None;
+        let (mut most_written, mut gained_at) = (None, Instant::now());
         loop {
-            let count_due = last_count.is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
+            if last_progress_read.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                last_progress_read = Some(Instant::now());
+                let written = self.server_written().await;
+                // Unreadable counters count as progress: the timeout still ends the wait.
+                if written.is_none() || written > most_written {
+                    (most_written, gained_at) = (written, Instant::now());
+                }
+            }
+            let stalled = gained_at.elapsed() >= STALL;
+            let timed_out = started.elapsed() > self.drain_timeout;
             let recount_allowed =
                 last_count.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
-            if count_due || (recount_allowed && self.latest_samples_stored().await?) {
+            if stalled || timed_out || (recount_allowed && self.latest_samples_stored().await?) {
                 let count = self.influx.count().await?;
                 last_count = Some(Instant::now());
                 if count >= expected {
                     return Ok(Some(started.elapsed()));
                 }
-                if started.elapsed() > self.drain_timeout {
+                if stalled {
+                    bail!(
+                        "InfluxDB holds {count} of {expected} accepted samples and the server \
+                         has written none for {} s: {} accepted samples are missing. The \
+                         server says: {}",
+                        STALL.as_secs(),
+                        expected - count,
+                        self.server_counts().await
+                    );
+                }
+                if timed_out {
                     eprintln!(
                         "InfluxDB holds {count} of {expected} samples after the drain timeout"
                     );
@@ -593,6 +623,40 @@ impl Bench {
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The server's `stride_telemetry_samples_written_total`, if its `/metrics` answers.
+    async fn server_written(&self) -> Option<u64> {
+        let text = self
+            .client
+            .get(&self.metrics_url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        samples_written(&text)
+    }
+
+    /// The server's accepted and written sample counters, as one line for a message.
+    async fn server_counts(&self) -> String {
+        let text = match self.client.get(&self.metrics_url).send().await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(error) => return format!("its /metrics is unreadable ({error})"),
+        };
+        let counters: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                line.starts_with("stride_telemetry_samples_accepted_total")
+                    || line.starts_with("stride_telemetry_samples_written_total")
+            })
+            .collect();
+        if counters.is_empty() {
+            "no sample counters on its /metrics".to_owned()
+        } else {
+            counters.join(", ")
         }
     }
 
@@ -931,6 +995,17 @@ async fn direct_writes(
     })
 }
 
+/// `stride_telemetry_samples_written_total` from a Prometheus text page.
+fn samples_written(metrics: &str) -> Option<u64> {
+    metrics.lines().find_map(|line| {
+        line.strip_prefix("stride_telemetry_samples_written_total ")?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .map(|value| value as u64)
+    })
+}
+
 /// Total size of the files under `path` (0 when it does not exist).
 fn disk_usage(path: &Path) -> u64 {
     let Ok(metadata) = std::fs::symlink_metadata(path) else {
@@ -1104,6 +1179,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     let bench = Bench {
         client: api::http_client()?,
         batches_url: format!("{base_url}/v1/telemetry/batches"),
+        metrics_url: format!("{base_url}/metrics"),
         devices,
         influx: influx.clone(),
         server_pid: options.server_pid,
@@ -1414,5 +1490,16 @@ mod tests {
             line,
             "  p99/max ms by second of the phase: 12.0/12.0 - 30.0/30.0"
         );
+    }
+
+    #[test]
+    fn the_written_count_is_read_from_its_own_line_only() {
+        let page = "# HELP stride_telemetry_samples_written_total Samples stored.\n\
+                    # TYPE stride_telemetry_samples_written_total counter\n\
+                    stride_telemetry_samples_written_total_created 1.7e9\n\
+                    stride_telemetry_samples_accepted_total 84213270\n\
+                    stride_telemetry_samples_written_total 84213270\n";
+        assert_eq!(samples_written(page), Some(84_213_270));
+        assert_eq!(samples_written("stride_up 1\n"), None);
     }
 }
