@@ -498,7 +498,7 @@ impl Drop for RssSampler {
 struct Bench {
     client: Client,
     batches_url: String,
-    /// The server's `/metrics`, read when a drain stops making progress.
+    /// The server's `/metrics`: a drain's progress, and its counters when one stalls.
     metrics_url: String,
     devices: Vec<Arc<Device>>,
     influx: Influx,
