@@ -626,38 +626,28 @@ impl Bench {
         }
     }
 
-    /// The server's `stride_telemetry_samples_written_total`, if its `/metrics` answers.
-    async fn server_written(&self) -> Option<u64> {
-        let text = self
-            .client
-            .get(&self.metrics_url)
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        samples_written(&text)
+    /// The server's `/metrics` page, if it answers.
+    async fn server_metrics(&self) -> Option<String> {
+        let response = self.client.get(&self.metrics_url).send().await.ok()?;
+        response.text().await.ok()
     }
 
-    /// The server's accepted and written sample counters, as one line for a message.
+    /// The server's `stride_telemetry_samples_written_total`, if its `/metrics` answers.
+    async fn server_written(&self) -> Option<u64> {
+        counter(&self.server_metrics().await?, WRITTEN)
+    }
+
+    /// The server's accepted and written sample counters, as words for a message.
     async fn server_counts(&self) -> String {
-        let text = match self.client.get(&self.metrics_url).send().await {
-            Ok(response) => response.text().await.unwrap_or_default(),
-            Err(error) => return format!("its /metrics is unreadable ({error})"),
+        let Some(page) = self.server_metrics().await else {
+            return "nothing: its /metrics does not answer".to_owned();
         };
-        let counters: Vec<&str> = text
-            .lines()
-            .filter(|line| {
-                line.starts_with("stride_telemetry_samples_accepted_total")
-                    || line.starts_with("stride_telemetry_samples_written_total")
-            })
-            .collect();
-        if counters.is_empty() {
-            "no sample counters on its /metrics".to_owned()
-        } else {
-            counters.join(", ")
-        }
+        let shown = |value: Option<u64>| value.map_or("none".to_owned(), |v| v.to_string());
+        format!(
+            "{} accepted, {} written",
+            shown(counter(&page, ACCEPTED)),
+            shown(counter(&page, WRITTEN))
+        )
     }
 
     /// Whether every device's latest accepted sample is in InfluxDB: one request, a
@@ -995,10 +985,16 @@ async fn direct_writes(
     })
 }
 
-/// `stride_telemetry_samples_written_total` from a Prometheus text page.
-fn samples_written(metrics: &str) -> Option<u64> {
+/// The server's counter of samples it accepted.
+const ACCEPTED: &str = "stride_telemetry_samples_accepted_total";
+/// The server's counter of samples its writers stored in InfluxDB.
+const WRITTEN: &str = "stride_telemetry_samples_written_total";
+
+/// The unlabelled counter `name` from a Prometheus text page.
+fn counter(metrics: &str, name: &str) -> Option<u64> {
     metrics.lines().find_map(|line| {
-        line.strip_prefix("stride_telemetry_samples_written_total ")?
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
             .trim()
             .parse::<f64>()
             .ok()
@@ -1497,9 +1493,10 @@ mod tests {
         let page = "# HELP stride_telemetry_samples_written_total Samples stored.\n\
                     # TYPE stride_telemetry_samples_written_total counter\n\
                     stride_telemetry_samples_written_total_created 1.7e9\n\
-                    stride_telemetry_samples_accepted_total 84213270\n\
+                    stride_telemetry_samples_accepted_total 84213280\n\
                     stride_telemetry_samples_written_total 84213270\n";
-        assert_eq!(samples_written(page), Some(84_213_270));
-        assert_eq!(samples_written("stride_up 1\n"), None);
+        assert_eq!(counter(page, WRITTEN), Some(84_213_270));
+        assert_eq!(counter(page, ACCEPTED), Some(84_213_280));
+        assert_eq!(counter("stride_up 1\n", WRITTEN), None);
     }
 }
