@@ -57,20 +57,26 @@ pub enum ColumnsError {
 }
 
 fn field(sample: &Sample, index: usize) -> Option<f64> {
-    match index {
-        0 => sample.lat,
-        1 => sample.lon,
-        2 => sample.altitude_m,
-        3 => sample.heart_rate,
-        4 => sample.cadence,
-        5 => sample.power_w,
-        6 => sample.speed_mps,
-        7 => sample.distance_m,
-        _ => sample.temperature_c,
-    }
+    fields(sample)[index]
 }
 
-fn set_field(sample: &mut Sample, index: usize, value: f64) {
+/// A sample's optional fields, in the proto's order.
+fn fields(sample: &Sample) -> [Option<f64>; FIELDS] {
+    [
+        sample.lat,
+        sample.lon,
+        sample.altitude_m,
+        sample.heart_rate,
+        sample.cadence,
+        sample.power_w,
+        sample.speed_mps,
+        sample.distance_m,
+        sample.temperature_c,
+    ]
+}
+
+/// Sets a sample's optional field `index` (in the proto's order) to `value`.
+pub(crate) fn set_field(sample: &mut Sample, index: usize, value: f64) {
     let slot = match index {
         0 => &mut sample.lat,
         1 => &mut sample.lon,
@@ -152,16 +158,27 @@ pub fn encode(batch: &SampleBatch) -> Vec<u8> {
         put_varint(&mut out, zigzag(next_step.wrapping_sub(step)));
         (time, step) = (sample.time_ms, next_step);
     }
-    let mut values = Vec::with_capacity(samples.len());
-    let mut scaled_values = Vec::with_capacity(samples.len());
+    // Every field's present values, gathered in one pass over the samples: field `i`'s
+    // are `gathered[i * n..][..present[i]]`.
+    let n = samples.len();
+    let mut gathered = vec![0f64; FIELDS * n];
+    let mut present = [0usize; FIELDS];
+    for sample in samples {
+        for (index, value) in fields(sample).into_iter().enumerate() {
+            if let Some(value) = value {
+                gathered[index * n + present[index]] = value;
+                present[index] += 1;
+            }
+        }
+    }
+    let mut scaled_values = Vec::with_capacity(n);
     for index in 0..FIELDS {
-        values.clear();
-        values.extend(samples.iter().filter_map(|sample| field(sample, index)));
+        let values = &gathered[index * n..][..present[index]];
         if values.is_empty() {
             out.push(ABSENT);
             continue;
         }
-        let places = decimal_column(&values, &mut scaled_values);
+        let places = decimal_column(values, &mut scaled_values);
         let some_absent = values.len() < samples.len();
         out.push(places.map_or(RAW, |places| places as u8) | if some_absent { BITMAP } else { 0 });
         if some_absent {
@@ -181,7 +198,7 @@ pub fn encode(batch: &SampleBatch) -> Vec<u8> {
             }
         } else {
             let mut previous = 0u64;
-            for &value in &values {
+            for &value in values {
                 put_varint(&mut out, value.to_bits() ^ previous);
                 previous = value.to_bits();
             }

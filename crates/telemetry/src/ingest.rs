@@ -11,7 +11,6 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::IntoResponse as _,
 };
-use prost::Message as _;
 use serde::Serialize;
 use stride_platform::{
     error::{ApiError, ErrorCode, Problem},
@@ -158,7 +157,7 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<SampleBatch, ApiError> {
     if content_type.starts_with("application/x-protobuf")
         || content_type.starts_with("application/protobuf")
     {
-        return SampleBatch::decode(body)
+        return crate::wire::decode(body)
             .map_err(|error| ApiError::validation(format!("invalid protobuf batch: {error}")));
     }
     if content_type.starts_with("application/json") {

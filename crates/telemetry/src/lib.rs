@@ -11,7 +11,8 @@
 //!
 //! - [`rate`]: the per-device rate limit, counted in the process and shared through Redis in
 //!   the background;
-//! - [`samples`]: the batch format and its validation (pure);
+//! - [`samples`]: the batch format and its validation (pure), and [`wire`]: the protobuf
+//!   body read in one pass, its samples allocated once;
 //! - [`buffer`]: how an accepted batch is kept in the stream (its owner and layout in the
 //!   headers), and [`columns`]: the layout, each field as a column of small differences;
 //! - [`influx`]: the InfluxDB v1 HTTP client and line protocol;
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod rate;
 pub mod samples;
 pub mod streams;
+pub mod wire;
 pub mod writer;
 
 use std::{sync::Arc, time::Duration};
