@@ -10,12 +10,15 @@
 //!   to InfluxDB's own write rate, latency at half rate, live-view delay, memory, bytes on disk;
 //! - [`gamification`]: the gamification issue's — delay from a finished workout to points and
 //!   leaderboard, and how fast a backlog of workouts is worked off;
+//! - [`codec`]: the ingest path's CPU on a batch's bytes (decode, validate, columns), with no
+//!   server;
 //! - [`api`]: what the scenarios share (accounts, report lines);
 //! - [`hashing`]: the raw single-thread cost of one argon2id hash, the unit logins are made of;
 //! - [`procfs`]: resident memory and CPU time of the server (and of this process) from `/proc`;
 //! - [`stats`]: latency percentiles.
 
 pub mod api;
+pub mod codec;
 pub mod gamification;
 pub mod hashing;
 pub mod identity;

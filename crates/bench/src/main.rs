@@ -2,7 +2,7 @@
 //! docs and `docs/benchmarks.md`).
 
 use clap::{Parser, Subcommand};
-use stride_bench::{gamification, hashing, identity, procfs, telemetry, training};
+use stride_bench::{codec, gamification, hashing, identity, procfs, telemetry, training};
 
 /// Measures Stride: prints a report for people, then the same figures as one JSON line.
 #[derive(Debug, Parser)]
@@ -23,6 +23,9 @@ enum Command {
     Telemetry(telemetry::Options),
     /// Delay from a finished workout to points and leaderboard, and backlog throughput.
     Gamification(gamification::Options),
+    /// The ingest path's CPU on a batch's bytes (decode, validate, columns), one thread, no
+    /// server.
+    Codec,
     /// Times single-thread argon2id hashes with Stride's parameters.
     Hash {
         /// Hashes to time.
@@ -66,6 +69,11 @@ fn main() -> anyhow::Result<()> {
                 .build()?
                 .block_on(identity::run(options))?;
             print!("{}", identity::render(&report));
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Codec => {
+            let report = codec::run()?;
+            print!("{}", codec::render(&report));
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::Hash { samples } => {

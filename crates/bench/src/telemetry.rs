@@ -263,7 +263,7 @@ fn track(number: u64) -> Vec<proto::Sample> {
 /// One second's reading of device `number` at sample `index`: plausible, gently changing
 /// values (InfluxDB's compression depends on them). Devices loop over the first
 /// [`TRACK_SECONDS`] of them.
-fn reading(number: u64, index: u64) -> proto::Sample {
+pub(crate) fn reading(number: u64, index: u64) -> proto::Sample {
     let t = index as f64;
     let phase = number as f64 * 0.7;
     proto::Sample {
