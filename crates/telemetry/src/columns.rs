@@ -24,6 +24,8 @@
 
 use stride_proto::telemetry::v1::{Sample, SampleBatch};
 
+use crate::samples::values;
+
 /// A field's tag when no sample has it (never an encoding, with or without [`BITMAP`]).
 pub const ABSENT: u8 = 0x7e;
 /// Set in a field's tag when a presence bitmap follows.
@@ -57,22 +59,7 @@ pub enum ColumnsError {
 }
 
 fn field(sample: &Sample, index: usize) -> Option<f64> {
-    fields(sample)[index]
-}
-
-/// A sample's optional fields, in the proto's order.
-fn fields(sample: &Sample) -> [Option<f64>; FIELDS] {
-    [
-        sample.lat,
-        sample.lon,
-        sample.altitude_m,
-        sample.heart_rate,
-        sample.cadence,
-        sample.power_w,
-        sample.speed_mps,
-        sample.distance_m,
-        sample.temperature_c,
-    ]
+    values(sample)[index]
 }
 
 /// Sets a sample's optional field `index` (in the proto's order) to `value`.
@@ -164,7 +151,7 @@ pub fn encode(batch: &SampleBatch) -> Vec<u8> {
     let mut gathered = vec![0f64; FIELDS * n];
     let mut present = [0usize; FIELDS];
     for sample in samples {
-        for (index, value) in fields(sample).into_iter().enumerate() {
+        for (index, value) in values(sample).into_iter().enumerate() {
             if let Some(value) = value {
                 gathered[index * n + present[index]] = value;
                 present[index] += 1;

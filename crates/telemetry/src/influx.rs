@@ -5,7 +5,9 @@ use std::{fmt::Write as _, time::Duration};
 
 use anyhow::Context as _;
 use serde::Deserialize;
-use stride_proto::telemetry::v1::{Sample, StoredBatch};
+use stride_proto::telemetry::v1::StoredBatch;
+
+use crate::samples::values;
 
 /// The measurement every sample is written to.
 pub const MEASUREMENT: &str = "samples";
@@ -14,20 +16,6 @@ pub const MEASUREMENT: &str = "samples";
 pub const FIELDS: [&str; 9] = [
     "lat", "lon", "alt", "hr", "cad", "pwr", "spd", "dist", "temp",
 ];
-
-fn values(sample: &Sample) -> [Option<f64>; 9] {
-    [
-        sample.lat,
-        sample.lon,
-        sample.altitude_m,
-        sample.heart_rate,
-        sample.cadence,
-        sample.power_w,
-        sample.speed_mps,
-        sample.distance_m,
-        sample.temperature_c,
-    ]
-}
 
 /// Appends a batch as line protocol (millisecond precision). Tags are UUIDs, which need no
 /// escaping. A point is identified by measurement, tags and time, so writing the same batch
@@ -244,6 +232,8 @@ impl Influx {
 
 #[cfg(test)]
 mod tests {
+    use stride_proto::telemetry::v1::Sample;
+
     use super::*;
 
     #[test]

@@ -114,6 +114,22 @@ impl JsonBatch {
     }
 }
 
+/// A sample's optional values in the proto's order: `lat`, `lon`, `altitude_m`,
+/// `heart_rate`, `cadence`, `power_w`, `speed_mps`, `distance_m`, `temperature_c`.
+pub fn values(sample: &Sample) -> [Option<f64>; 9] {
+    [
+        sample.lat,
+        sample.lon,
+        sample.altitude_m,
+        sample.heart_rate,
+        sample.cadence,
+        sample.power_w,
+        sample.speed_mps,
+        sample.distance_m,
+        sample.temperature_c,
+    ]
+}
+
 /// Earliest accepted sample time (2000-01-01).
 const EARLIEST_MS: i64 = 946_684_800_000;
 
@@ -143,19 +159,7 @@ fn check_sample(sample: &Sample, now_ms: i64) -> Result<(), String> {
     check_range("speed_mps", sample.speed_mps, 0.0, 100.0)?;
     check_range("distance_m", sample.distance_m, 0.0, 10_000_000.0)?;
     check_range("temperature_c", sample.temperature_c, -60.0, 70.0)?;
-    let has_value = [
-        sample.lat,
-        sample.altitude_m,
-        sample.heart_rate,
-        sample.cadence,
-        sample.power_w,
-        sample.speed_mps,
-        sample.distance_m,
-        sample.temperature_c,
-    ]
-    .iter()
-    .any(Option::is_some);
-    if !has_value {
+    if values(sample).iter().all(Option::is_none) {
         return Err("a sample needs at least one value besides its time".into());
     }
     Ok(())
