@@ -26,6 +26,7 @@ use crate::{
     live::{LiveBatch, sample_json},
     metrics::TelemetryMetrics,
     samples::{JsonBatch, MAX_BATCH_BYTES, validate},
+    wire::WireError,
 };
 
 /// How much ingest one process works on at once: at most `batches` requests holding at most
@@ -157,8 +158,10 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<SampleBatch, ApiError> {
     if content_type.starts_with("application/x-protobuf")
         || content_type.starts_with("application/protobuf")
     {
-        return crate::wire::decode(body)
-            .map_err(|error| ApiError::validation(format!("invalid protobuf batch: {error}")));
+        return crate::wire::decode(body).map_err(|error| match error {
+            WireError::TooManySamples(_) => ApiError::validation(error.to_string()),
+            _ => ApiError::validation(format!("invalid protobuf batch: {error}")),
+        });
     }
     if content_type.starts_with("application/json") {
         let json: JsonBatch = serde_json::from_slice(body)

@@ -10,6 +10,11 @@
 //! - the keys of a `Sample`'s own fields are one byte each and are matched as such; only
 //!   other fields go through the general path.
 //!
+//! It departs from prost in one way, on purpose: a body with more samples than a batch may
+//! hold ([`MAX_SAMPLES`]) is refused when they are counted, before anything is allocated.
+//! An empty sample is two bytes on the wire and 152 in memory, so a 1 MiB body could
+//! otherwise become 80 MB of samples before validation refused it.
+//!
 //! The protobuf wire format: a message is a sequence of fields, each a varint key
 //! (`number << 3 | wire type`) and a value: a varint (type 0), eight bytes (1), a varint
 //! length and that many bytes (2) or four bytes (5), or a group (a proto2 relic): fields up
@@ -19,6 +24,7 @@
 use stride_proto::telemetry::v1::{Sample, SampleBatch};
 
 use crate::columns;
+use crate::samples::MAX_SAMPLES;
 
 /// Why a body is not a `SampleBatch`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +45,9 @@ pub enum WireError {
     TooDeep,
     #[error("activity_id is not UTF-8")]
     Utf8,
+    /// More samples than a batch may hold; the body is refused before they are read.
+    #[error("a batch holds at most {MAX_SAMPLES} samples, this one has {0}")]
+    TooManySamples(usize),
 }
 
 const VARINT: u8 = 0;
@@ -182,7 +191,8 @@ fn sample(bytes: &[u8]) -> Result<Sample, WireError> {
     Ok(sample)
 }
 
-/// Reads a `SampleBatch` from its protobuf encoding.
+/// Reads a `SampleBatch` from its protobuf encoding, refusing more than [`MAX_SAMPLES`]
+/// samples before reading any.
 pub fn decode(body: &[u8]) -> Result<SampleBatch, WireError> {
     let mut samples = 0usize;
     let mut counting = Reader { bytes: body };
@@ -192,6 +202,9 @@ pub fn decode(body: &[u8]) -> Result<SampleBatch, WireError> {
             samples += 1;
         }
         counting.skip(number, wire_type, DEPTH)?;
+    }
+    if samples > MAX_SAMPLES {
+        return Err(WireError::TooManySamples(samples));
     }
     let mut batch = SampleBatch {
         samples: Vec::with_capacity(samples),
@@ -256,7 +269,8 @@ mod tests {
         }
     }
 
-    /// The same outcome as prost's decoder: the same batch, or a refusal from both.
+    /// The same outcome as prost's decoder: the same batch, or a refusal from both. (The
+    /// bodies here hold far fewer than [`MAX_SAMPLES`] samples, where the two part.)
     fn agrees_with_prost(body: &[u8]) -> Result<(), TestCaseError> {
         let ours = decode(body);
         let prost = SampleBatch::decode(body);
@@ -291,6 +305,35 @@ mod tests {
         let decoded = decode(&batch.encode_to_vec()).expect("a batch");
         assert_eq!(decoded, batch);
         assert_eq!(decoded.samples.capacity(), 1000, "allocated once");
+    }
+
+    #[test]
+    fn a_body_of_more_samples_than_a_batch_holds_is_refused_before_they_are_read() {
+        // Empty samples, two bytes each: 3,600 are read (validation then says what is wrong
+        // with them), one more is refused by count, as is a whole 1 MiB of them.
+        let empty = |count: usize| [0x1a, 0x00].repeat(count);
+        let read = decode(&empty(MAX_SAMPLES)).expect("3,600 samples");
+        assert_eq!(read.samples.len(), MAX_SAMPLES);
+        assert_eq!(
+            decode(&empty(MAX_SAMPLES + 1)),
+            Err(WireError::TooManySamples(MAX_SAMPLES + 1))
+        );
+        assert_eq!(
+            decode(&empty(1 << 19)),
+            Err(WireError::TooManySamples(1 << 19))
+        );
+        // prost reads them all; this is where the two part on purpose.
+        assert_eq!(
+            SampleBatch::decode(empty(MAX_SAMPLES + 1).as_slice())
+                .expect("prost reads it")
+                .samples
+                .len(),
+            MAX_SAMPLES + 1
+        );
+        // A damaged body is still refused as damaged, whatever it counts.
+        let mut cut = empty(MAX_SAMPLES + 1);
+        cut.push(0x1a);
+        assert_eq!(decode(&cut), Err(WireError::Truncated));
     }
 
     #[test]

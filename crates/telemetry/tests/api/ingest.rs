@@ -274,6 +274,16 @@ async fn a_bad_batch_says_which_sample_and_why_and_none_of_it_is_kept() {
     .await;
     let garbage = post_protobuf(&app, &ride, vec![0xff; 64]).await;
     assert_problem(garbage, StatusCode::BAD_REQUEST).await;
+    // Protobuf samples are counted before they are read: 3,601 empty ones (two bytes each)
+    // are refused as too many, not read into memory first.
+    let swollen = post_protobuf(&app, &ride, [0x1a, 0x00].repeat(3601)).await;
+    let problem = assert_problem(swollen, StatusCode::BAD_REQUEST).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("at most 3600 samples, this one has 3601")),
+        "{problem}"
+    );
     let text = app
         .client
         .post(app.url("/v1/telemetry/batches"))
