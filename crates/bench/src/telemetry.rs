@@ -1369,7 +1369,6 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     })
 }
 
-/// p99/max of each second, in order; `-` for a second without an accepted batch.
 /// The first failure and, when it differs, the last: a phase whose batches began to fail
 /// for another reason partway shows both.
 fn failure_lines(out: &mut String, figures: &AcceptFigures) {
@@ -1385,6 +1384,7 @@ fn failure_lines(out: &mut String, figures: &AcceptFigures) {
     }
 }
 
+/// p99/max of each second, in order; `-` for a second without an accepted batch.
 fn by_second_line(seconds: &[Option<LatencySummary>]) -> String {
     let seconds: Vec<String> = seconds
         .iter()
@@ -1521,6 +1521,38 @@ pub fn render(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tally_keeps_the_first_and_the_last_failure_in_order() {
+        let tally = |failures: &[&str]| {
+            let mut tally = Tally::default();
+            tally.add(Ok(1000), Duration::from_millis(2));
+            for failure in failures {
+                tally.add(Err((*failure).to_owned()), Duration::from_millis(1));
+            }
+            tally
+        };
+        let text = |failure: Option<String>| failure.unwrap_or_default();
+        let (first, last) = tally(&["503", "503"]).failures_then(&tally(&["400", "400"]));
+        assert_eq!((text(first), text(last)), ("503".into(), "400".into()));
+        let (first, last) = tally(&[]).failures_then(&tally(&["400"]));
+        assert_eq!((first.as_deref(), last), (Some("400"), None));
+        let (first, last) = tally(&["503"]).failures_then(&tally(&["400"]));
+        assert_eq!(
+            (first.as_deref(), last.as_deref()),
+            (Some("503"), Some("400"))
+        );
+        let mut merged = tally(&["503"]);
+        merged.merge(tally(&["400", "timeout"]));
+        assert_eq!(merged.failed, 3);
+        assert_eq!(
+            (
+                merged.first_failure.as_deref(),
+                merged.last_failure.as_deref()
+            ),
+            (Some("503"), Some("timeout"))
+        );
+    }
 
     #[test]
     fn a_second_without_accepted_batches_keeps_its_place() {
