@@ -435,9 +435,6 @@ async fn post_batch(
         .map_err(|error| error.to_string())
 }
 
-/// How far back the devices' clocks start (see where it is used).
-const FIRST_SAMPLE_DAYS_AGO: i64 = 150;
-
 #[derive(Default)]
 struct Tally {
     samples: u64,
@@ -1190,10 +1187,8 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     // its clock passes the server's limit (a day ahead of now). A whole run on a machine
     // that accepted 5.3 M samples/s sent 3.5 M a device; with 40 days of room, as before,
     // its last seconds were refused as being in the future.
-    let first_time_ms = (chrono::Utc::now() - chrono::Duration::days(FIRST_SAMPLE_DAYS_AGO))
-        .timestamp_millis() as u64
-        / 1000
-        * 1000;
+    let first_time_ms =
+        (chrono::Utc::now() - chrono::Duration::days(150)).timestamp_millis() as u64 / 1000 * 1000;
     let mut devices = Vec::new();
     for (number, account) in accounts.iter().enumerate() {
         devices.push(Arc::new(
