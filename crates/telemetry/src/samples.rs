@@ -1,7 +1,10 @@
 //! Sample batches as devices send them, and their validation: pure, no I/O.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{
+    Deserialize, Deserializer,
+    de::{IgnoredAny, SeqAccess, Visitor},
+};
 use stride_proto::telemetry::v1::{Sample, SampleBatch};
 use uuid::Uuid;
 
@@ -55,7 +58,61 @@ pub struct JsonBatch {
     /// Per-device sequence number; a retried batch keeps its number.
     pub seq: u64,
     /// 1 to 3600 samples, in time order.
-    pub samples: Vec<JsonSample>,
+    #[schema(value_type = Vec<JsonSample>)]
+    pub samples: JsonSamples,
+}
+
+/// The samples of a JSON batch, read in one pass straight into their wire form.
+///
+/// At most [`MAX_SAMPLES`] are kept: the rest are only counted, so a 1 MiB body of tiny
+/// samples (about 95,000 of `{"time":1}`) costs the samples a batch may hold, not tens of
+/// megabytes, before it is refused. The first timestamp that cannot be read is kept as
+/// the batch's error and the samples after it are only counted.
+#[derive(Debug, Clone, Default)]
+pub struct JsonSamples {
+    samples: Vec<Sample>,
+    /// Samples in the body, kept or not.
+    count: usize,
+    /// The first sample whose time could not be read.
+    bad_time: Option<BatchError>,
+}
+
+impl<'de> Deserialize<'de> for JsonSamples {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Samples;
+        impl<'de> Visitor<'de> for Samples {
+            type Value = JsonSamples;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an array of samples")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonSamples, A::Error> {
+                let mut read = JsonSamples::default();
+                while read.count < MAX_SAMPLES && read.bad_time.is_none() {
+                    let Some(sample) = seq.next_element::<JsonSample>()? else {
+                        return Ok(read);
+                    };
+                    match sample.into_proto() {
+                        Ok(sample) => read.samples.push(sample),
+                        Err(reason) => {
+                            read.bad_time = Some(BatchError::Sample {
+                                index: read.count,
+                                reason,
+                            });
+                        }
+                    }
+                    read.count += 1;
+                }
+                // Past the limit, or past a bad time: only counted, never kept.
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    read.count += 1;
+                }
+                Ok(read)
+            }
+        }
+        deserializer.deserialize_seq(Samples)
+    }
 }
 
 /// Why a batch was refused: which sample, and why.
@@ -83,35 +140,51 @@ fn parse_time(time: &JsonTime) -> Result<i64, String> {
     }
 }
 
+impl JsonSample {
+    /// The sample in its wire form, its timestamp parsed.
+    fn into_proto(self) -> Result<Sample, String> {
+        Ok(Sample {
+            time_ms: parse_time(&self.time)?,
+            lat: self.lat,
+            lon: self.lon,
+            altitude_m: self.altitude_m,
+            heart_rate: self.heart_rate,
+            cadence: self.cadence,
+            power_w: self.power_w,
+            speed_mps: self.speed_mps,
+            distance_m: self.distance_m,
+            temperature_c: self.temperature_c,
+        })
+    }
+}
+
 impl JsonBatch {
-    /// The batch in its wire form, with every timestamp parsed.
+    /// The batch in its wire form; too many samples, or a timestamp that could not be
+    /// read, refuse it.
     pub fn into_proto(self) -> Result<SampleBatch, BatchError> {
-        let samples = self
-            .samples
-            .into_iter()
-            .enumerate()
-            .map(|(index, sample)| {
-                Ok(Sample {
-                    time_ms: parse_time(&sample.time)
-                        .map_err(|reason| BatchError::Sample { index, reason })?,
-                    lat: sample.lat,
-                    lon: sample.lon,
-                    altitude_m: sample.altitude_m,
-                    heart_rate: sample.heart_rate,
-                    cadence: sample.cadence,
-                    power_w: sample.power_w,
-                    speed_mps: sample.speed_mps,
-                    distance_m: sample.distance_m,
-                    temperature_c: sample.temperature_c,
-                })
-            })
-            .collect::<Result<_, BatchError>>()?;
+        let JsonSamples {
+            samples,
+            count,
+            bad_time,
+        } = self.samples;
+        if count > MAX_SAMPLES {
+            return Err(too_many(count));
+        }
+        if let Some(error) = bad_time {
+            return Err(error);
+        }
         Ok(SampleBatch {
             activity_id: self.activity_id.to_string(),
             seq: self.seq,
             samples,
         })
     }
+}
+
+fn too_many(count: usize) -> BatchError {
+    BatchError::Batch(format!(
+        "a batch holds at most {MAX_SAMPLES} samples, this one has {count}"
+    ))
 }
 
 /// A sample's optional values in the proto's order: `lat`, `lon`, `altitude_m`,
@@ -175,10 +248,7 @@ pub fn validate(batch: &SampleBatch, now_ms: i64) -> Result<Uuid, BatchError> {
         ));
     }
     if batch.samples.len() > MAX_SAMPLES {
-        return Err(BatchError::Batch(format!(
-            "a batch holds at most {MAX_SAMPLES} samples, this one has {}",
-            batch.samples.len()
-        )));
+        return Err(too_many(batch.samples.len()));
     }
     let mut previous = i64::MIN;
     for (index, sample) in batch.samples.iter().enumerate() {
@@ -271,7 +341,92 @@ mod tests {
         assert_eq!(proto.samples[1].time_ms, 1_795_000_000_000);
     }
 
+    fn json_batch(samples: &str) -> JsonBatch {
+        serde_json::from_str(&format!(
+            r#"{{"activity_id":"{}","seq":1,"samples":[{samples}]}}"#,
+            Uuid::nil()
+        ))
+        .expect("readable")
+    }
+
+    #[test]
+    fn a_json_body_of_tiny_samples_keeps_no_more_than_a_batch_holds_and_says_how_many_it_had() {
+        // About 1 MiB: the most a body may be, and 26 times the samples a batch may hold.
+        let swollen = json_batch(&[r#"{"time":1}"#; 95_000].join(","));
+        assert_eq!(swollen.samples.count, 95_000);
+        assert!(swollen.samples.samples.len() <= MAX_SAMPLES);
+        assert_eq!(
+            swollen.into_proto().expect_err("too many").to_string(),
+            "a batch holds at most 3600 samples, this one has 95000"
+        );
+
+        let full = json_batch(&[r#"{"time":1,"heart_rate":100}"#; MAX_SAMPLES].join(","));
+        assert_eq!(full.into_proto().expect("read").samples.len(), MAX_SAMPLES);
+    }
+
+    #[test]
+    fn the_first_unreadable_json_time_is_the_error_and_what_follows_is_only_counted() {
+        let batch = json_batch(
+            r#"{"time":1,"cadence":80},{"time":"yesterday","cadence":80},{"time":"soon"},{"time":2}"#,
+        );
+        assert_eq!(batch.samples.count, 4);
+        assert_eq!(batch.samples.samples.len(), 1);
+        assert_eq!(
+            batch.into_proto().expect_err("refused").to_string(),
+            r#"sample 1: time "yesterday" is neither RFC 3339 nor epoch milliseconds"#
+        );
+        // Too many is said first, as a protobuf body says it before reading a sample.
+        let both = json_batch(&[r#"{"time":"never"}"#; MAX_SAMPLES + 1].join(","));
+        assert_eq!(
+            both.into_proto().expect_err("refused").to_string(),
+            "a batch holds at most 3600 samples, this one has 3601"
+        );
+    }
+
+    /// A JSON sample's time: epoch milliseconds, RFC 3339 text, or text that is neither.
+    fn json_time() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            (0i64..2_000_000_000_000).prop_map(serde_json::Value::from),
+            (0i64..2_000_000_000).prop_map(|secs| serde_json::Value::from(
+                DateTime::from_timestamp(secs, 0)
+                    .expect("in range")
+                    .to_rfc3339()
+            )),
+            "[a-z0-9: -]{0,12}".prop_map(serde_json::Value::from),
+        ]
+    }
+
     proptest! {
+        /// Read in one pass, a JSON batch is what reading every sample and then parsing
+        /// each time gives: the same samples, or the first sample whose time is unreadable.
+        #[test]
+        fn json_samples_read_in_one_pass_match_reading_them_all_first(
+            samples in proptest::collection::vec(
+                (json_time(), proptest::option::of(20.0f64..250.0)),
+                0..40,
+            )
+        ) {
+            let samples: Vec<serde_json::Value> = samples
+                .into_iter()
+                .map(|(time, hr)| serde_json::json!({"time": time, "heart_rate": hr}))
+                .collect();
+            let body = serde_json::json!({"activity_id": Uuid::nil(), "seq": 3, "samples": samples});
+            let expected: Result<Vec<Sample>, BatchError> =
+                serde_json::from_value::<Vec<JsonSample>>(body["samples"].clone())
+                    .expect("samples")
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, sample)| {
+                        sample.into_proto().map_err(|reason| BatchError::Sample { index, reason })
+                    })
+                    .collect();
+            let read = serde_json::from_value::<JsonBatch>(body)
+                .expect("readable")
+                .into_proto()
+                .map(|batch| batch.samples);
+            prop_assert_eq!(read, expected);
+        }
+
         #[test]
         fn validation_never_panics_and_accepts_only_ordered_in_range_samples(
             values in proptest::collection::vec((0i64..10_000, proptest::option::of(-500.0f64..500.0)), 1..50)

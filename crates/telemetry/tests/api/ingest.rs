@@ -267,11 +267,39 @@ async fn a_bad_batch_says_which_sample_and_why_and_none_of_it_is_kept() {
         assert_problem(response, StatusCode::BAD_REQUEST).await;
     }
     let too_many = samples(&ride, 0, 3601);
-    assert_problem(
+    let problem = assert_problem(
         post_batch(&app, &ride, 4, too_many).await,
         StatusCode::BAD_REQUEST,
     )
     .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("at most 3600 samples, this one has 3601")),
+        "{problem}"
+    );
+    // Tiny JSON samples near the 1 MiB limit: refused with their count, as protobuf's are.
+    let swollen = format!(
+        r#"{{"activity_id":"{}","seq":4,"samples":[{}]}}"#,
+        ride.activity_id,
+        [r#"{"time":1}"#; 90_000].join(",")
+    );
+    let response = app
+        .client
+        .post(app.url("/v1/telemetry/batches"))
+        .bearer_auth(&ride.device_token)
+        .header("content-type", "application/json")
+        .body(swollen)
+        .send()
+        .await
+        .expect("sent");
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("at most 3600 samples, this one has 90000")),
+        "{problem}"
+    );
     let garbage = post_protobuf(&app, &ride, vec![0xff; 64]).await;
     assert_problem(garbage, StatusCode::BAD_REQUEST).await;
     // Protobuf samples are counted before they are read: 3,601 empty ones (two bytes each)
