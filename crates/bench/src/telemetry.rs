@@ -99,9 +99,16 @@ pub struct Options {
     /// instead of the whole run: for comparing settings of the request path quickly.
     #[arg(long)]
     pub latency_only_at: Option<f64>,
+    /// With `--latency-only-at`: first load the server for this many seconds as the
+    /// end-to-end phase does (closed loop, protobuf, 1,000-sample batches), wait for the
+    /// drain (bounded by `--drain-timeout-secs`), and only then run phase 3. For telling
+    /// which state a whole run leaves behind (a full stream, a busy InfluxDB) slows phase 3.
+    #[arg(long, default_value_t = 0, requires = "latency_only_at")]
+    pub load_first_secs: u64,
     /// Write every measured request of phase 3 to this file, one line each: the Unix time
     /// in milliseconds it was due, its latency in milliseconds, and 1 if it was accepted
-    /// (0 if not). For lining slow requests up with what else the machine did then.
+    /// (0 if not), and how late in milliseconds the client began sending it. For lining
+    /// slow requests up with what else the machine did then.
     #[arg(long, value_name = "FILE")]
     pub latency_trace: Option<PathBuf>,
 }
@@ -783,18 +790,20 @@ impl Bench {
             }
             let (client, url) = (self.client.clone(), self.batches_url.clone());
             tasks.push(tokio::spawn(async move {
+                // How late the client itself began: a busy machine delays the bench too.
+                let started_late = due.elapsed();
                 let outcome = post_batch(&client, &url, &device.token, content_type, body).await;
                 if outcome.is_ok() {
                     device.accepted(first, 1000);
                 }
-                (outcome, due.elapsed())
+                (outcome, due.elapsed(), started_late)
             }));
         }
         let (mut tally, mut warm_up_tally) = (Tally::default(), Tally::default());
         let seconds = window.as_secs_f64().ceil() as usize;
         let mut by_second = vec![Vec::new(); seconds.max(1)];
         for (index, task) in tasks.into_iter().enumerate() {
-            let (outcome, latency) = task.await.context("batch task")?;
+            let (outcome, latency, started_late) = task.await.context("batch task")?;
             let Some(measured) = index.checked_sub(warm_up_batches) else {
                 warm_up_tally.add(outcome, latency);
                 continue;
@@ -808,9 +817,10 @@ impl Bench {
                     * 1000.0;
                 let _ = writeln!(
                     trace,
-                    "{due_ms:.1} {:.2} {}",
+                    "{due_ms:.1} {:.2} {} {:.2}",
                     latency.as_secs_f64() * 1000.0,
-                    u8::from(outcome.is_ok())
+                    u8::from(outcome.is_ok()),
+                    started_late.as_secs_f64() * 1000.0
                 );
             }
             if outcome.is_ok() {
@@ -1224,6 +1234,24 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     let mut accept = Vec::new();
     let mut end_to_end = None;
     let half_rate = if let Some(rate) = options.latency_only_at {
+        if options.load_first_secs > 0 {
+            eprintln!(
+                "load first: protobuf, 1000 samples a batch, {} s, then the drain",
+                options.load_first_secs
+            );
+            let (tally, _) = bench
+                .closed_loop(1000, true, Duration::from_secs(options.load_first_secs))
+                .await?;
+            let drained = bench.drain().await?;
+            eprintln!(
+                "load first: {} samples accepted, {}",
+                tally.samples,
+                drained.map_or("not all queryable".to_owned(), |d| format!(
+                    "all queryable after {:.1} s",
+                    d.as_secs_f64()
+                ))
+            );
+        }
         rate
     } else {
         for (protobuf, batch) in [(false, 100), (false, 1000), (true, 100), (true, 1000)] {
