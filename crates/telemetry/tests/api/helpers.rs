@@ -114,14 +114,34 @@ pub async fn post_protobuf(
     recording: &Recording,
     body: Vec<u8>,
 ) -> reqwest::Response {
+    post_body(app, recording, "application/x-protobuf", body).await
+}
+
+/// Posts a body as it is, of the given content type, with the device credential.
+pub async fn post_body(
+    app: &TestApp,
+    recording: &Recording,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
     app.client
         .post(app.url("/v1/telemetry/batches"))
         .bearer_auth(&recording.device_token)
-        .header("content-type", "application/x-protobuf")
+        .header("content-type", content_type)
         .body(body)
         .send()
         .await
         .expect("sent")
+}
+
+/// Asserts that a problem's `detail` says `text`.
+pub fn assert_detail_says(problem: &serde_json::Value, text: &str) {
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains(text)),
+        "the detail should say {text:?}: {problem}"
+    );
 }
 
 /// The activity's streams once `count` samples are queryable (waits for the writer).

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use stride_proto::telemetry::v1::{Sample, SampleBatch};
 
 use crate::helpers::{
-    PrivateRedis, Recording, TestApp, assert_problem, post_batch, post_protobuf, recording,
-    samples, spawn, spawn_app, spawn_app_with, streams_with, test_config,
+    PrivateRedis, Recording, TestApp, assert_detail_says, assert_problem, post_batch, post_body,
+    post_protobuf, recording, samples, spawn, spawn_app, spawn_app_with, streams_with, test_config,
 };
 
 #[tokio::test]
@@ -230,12 +230,8 @@ async fn a_bad_batch_says_which_sample_and_why_and_none_of_it_is_kept() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("sample 17") && d.contains("heart_rate")),
-        "{problem}"
-    );
+    assert_detail_says(&problem, "sample 17");
+    assert_detail_says(&problem, "heart_rate");
     let mut backwards = samples(&ride, 0, 10);
     backwards.swap(3, 4);
     let problem = assert_problem(
@@ -243,12 +239,7 @@ async fn a_bad_batch_says_which_sample_and_why_and_none_of_it_is_kept() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("sample 4")),
-        "{problem}"
-    );
+    assert_detail_says(&problem, "sample 4");
     for body in [
         json!({"activity_id": ride.activity_id, "seq": 3, "samples": []}),
         json!({"activity_id": ride.activity_id, "seq": 3, "samples": [{"time": "yesterday", "heart_rate": 100}]}),
@@ -272,46 +263,23 @@ async fn a_bad_batch_says_which_sample_and_why_and_none_of_it_is_kept() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("at most 3600 samples, this one has 3601")),
-        "{problem}"
-    );
+    assert_detail_says(&problem, "at most 3600 samples, this one has 3601");
     // Tiny JSON samples near the 1 MiB limit: refused with their count, as protobuf's are.
     let swollen = format!(
         r#"{{"activity_id":"{}","seq":4,"samples":[{}]}}"#,
         ride.activity_id,
         [r#"{"time":1}"#; 90_000].join(",")
     );
-    let response = app
-        .client
-        .post(app.url("/v1/telemetry/batches"))
-        .bearer_auth(&ride.device_token)
-        .header("content-type", "application/json")
-        .body(swollen)
-        .send()
-        .await
-        .expect("sent");
+    let response = post_body(&app, &ride, "application/json", swollen).await;
     let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("at most 3600 samples, this one has 90000")),
-        "{problem}"
-    );
+    assert_detail_says(&problem, "at most 3600 samples, this one has 90000");
     let garbage = post_protobuf(&app, &ride, vec![0xff; 64]).await;
     assert_problem(garbage, StatusCode::BAD_REQUEST).await;
     // Protobuf samples are counted before they are read: 3,601 empty ones (two bytes each)
     // are refused as too many, not read into memory first.
     let swollen = post_protobuf(&app, &ride, [0x1a, 0x00].repeat(3601)).await;
     let problem = assert_problem(swollen, StatusCode::BAD_REQUEST).await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("at most 3600 samples, this one has 3601")),
-        "{problem}"
-    );
+    assert_detail_says(&problem, "at most 3600 samples, this one has 3601");
     let text = app
         .client
         .post(app.url("/v1/telemetry/batches"))
@@ -387,12 +355,7 @@ async fn only_a_valid_device_of_the_owner_may_send_and_only_while_recording() {
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     let late = post_batch(&app, &ride, 2, samples(&ride, 0, 5)).await;
     let problem = assert_problem(late, StatusCode::CONFLICT).await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("finished")),
-        "{problem}"
-    );
+    assert_detail_says(&problem, "finished");
 
     // Revoked: refused within the cache time.
     assert_eq!(
@@ -621,12 +584,7 @@ async fn past_its_in_flight_limit_ingest_sheds_batches_that_a_retry_stores_once(
             StatusCode::SERVICE_UNAVAILABLE => {
                 assert!(response.headers().contains_key("retry-after"));
                 let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
-                assert!(
-                    problem["detail"]
-                        .as_str()
-                        .is_some_and(|detail| detail.contains("capacity")),
-                    "{problem}"
-                );
+                assert_detail_says(&problem, "capacity");
                 shed.push(seq);
             }
             other => panic!("batch {seq}: unexpected {other}"),
@@ -711,12 +669,7 @@ async fn ingest_sheds_by_the_bytes_in_flight_counting_each_body_by_its_declared_
     let refused = post_batch(&app, &ride, 1, big.clone()).await;
     assert!(refused.headers().contains_key("retry-after"));
     let problem = assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|detail| detail.contains("capacity")),
-        "{problem}"
-    );
+    assert_detail_says(&problem, "capacity");
     let fits = post_batch(&app, &ride, 2, small.clone()).await;
     assert_eq!(fits.status(), StatusCode::ACCEPTED, "a small batch fits");
     drop(held);
@@ -861,12 +814,7 @@ async fn a_full_buffer_refuses_batches_until_it_drains() {
             StatusCode::SERVICE_UNAVAILABLE => {
                 let retry_after = sent.headers().get("retry-after").cloned();
                 let problem = assert_problem(sent, StatusCode::SERVICE_UNAVAILABLE).await;
-                assert!(
-                    problem["detail"]
-                        .as_str()
-                        .is_some_and(|detail| detail.contains("full")),
-                    "{problem}"
-                );
+                assert_detail_says(&problem, "full");
                 assert_eq!(
                     retry_after.as_ref().and_then(|value| value.to_str().ok()),
                     Some("30")
