@@ -332,6 +332,16 @@ impl TestApp {
     }
 }
 
+/// Asserts that a problem's `detail` says `text`.
+pub fn assert_detail_says(problem: &Value, text: &str) {
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains(text)),
+        "the detail should say {text:?}: {problem}"
+    );
+}
+
 /// Asserts a problem+json response with `status` and returns its body.
 pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status, "status");

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, assert_problem, spawn_app};
+use crate::helpers::{PASSWORD, assert_detail_says, assert_problem, spawn_app};
 
 #[tokio::test]
 async fn registering_returns_the_new_account_without_any_secret() {
@@ -187,11 +187,7 @@ async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
         )
         .await;
     let problem = assert_problem(replay, StatusCode::UNAUTHORIZED).await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("already used"))
-    );
+    assert_detail_says(&problem, "already used");
 
     // Every token of the family is dead now.
     for access in [&account.access_token, &newest_access] {

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, create_gear, id, spawn_app};
+use crate::helpers::{assert_detail_says, assert_problem, create_gear, id, spawn_app};
 
 async fn import(app: &crate::helpers::TestApp, token: &str, body: String) -> reqwest::Response {
     app.client
@@ -131,12 +131,7 @@ async fn a_huge_row_or_a_feed_without_valid_rows_is_a_4xx_and_stores_nothing() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("bytes")),
-        "{problem}"
-    );
+    assert_detail_says(&problem, "bytes");
     assert_problem(
         import(&app, &admin_token, "[{\"partner\": ".into()).await,
         StatusCode::BAD_REQUEST,

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, create_gear, id, spawn_app};
+use crate::helpers::{assert_detail_says, assert_problem, create_gear, id, spawn_app};
 
 #[tokio::test]
 async fn gear_is_created_read_listed_changed_and_deleted_with_its_wear() {
@@ -521,13 +521,7 @@ async fn a_retried_creation_with_the_same_idempotency_key_creates_one_item() {
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Idempotency-Key"),
-        "{problem}"
-    );
+    assert_detail_says(&problem, "Idempotency-Key");
     // A bad body with a fresh key is a 400 and records nothing: the key stays usable.
     assert_problem(
         send(

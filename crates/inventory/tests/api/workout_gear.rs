@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, create_gear, id, spawn_app};
+use crate::helpers::{assert_detail_says, assert_problem, create_gear, id, spawn_app};
 
 #[tokio::test]
 async fn a_workout_may_name_only_its_owners_gear() {
@@ -41,12 +41,7 @@ async fn a_workout_may_name_only_its_owners_gear() {
             .post_authed("/v1/activities", &owner.access_token, Some(&body(gear)))
             .await;
         let problem = assert_problem(refused, StatusCode::BAD_REQUEST).await;
-        assert!(
-            problem["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("gear_id")),
-            "{problem}"
-        );
+        assert_detail_says(&problem, "gear_id");
     }
     let path = format!("/v1/activities/{}", id(&activity));
     let patch = app

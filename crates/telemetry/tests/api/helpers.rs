@@ -134,16 +134,6 @@ pub async fn post_body(
         .expect("sent")
 }
 
-/// Asserts that a problem's `detail` says `text`.
-pub fn assert_detail_says(problem: &serde_json::Value, text: &str) {
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|detail| detail.contains(text)),
-        "the detail should say {text:?}: {problem}"
-    );
-}
-
 /// The activity's streams once `count` samples are queryable (waits for the writer).
 pub async fn streams_with(
     app: &TestApp,

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, create, manual_run, spawn_app};
+use crate::helpers::{assert_detail_says, assert_problem, create, manual_run, spawn_app};
 
 #[tokio::test]
 async fn a_manual_workout_keeps_what_the_person_knows_and_nulls_the_rest() {
@@ -72,12 +72,7 @@ async fn bad_workouts_are_refused_with_a_reason_and_nothing_is_stored() {
     ] {
         let response = app.post_authed("/v1/activities", token, Some(&body)).await;
         let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
-        assert!(
-            problem["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains(expected)),
-            "{expected}: {problem}"
-        );
+        assert_detail_says(&problem, expected);
     }
     let list: Value = app
         .get_authed("/v1/activities", token)

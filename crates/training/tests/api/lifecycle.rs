@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, create, spawn_app};
+use crate::helpers::{assert_detail_says, assert_problem, create, spawn_app};
 
 async fn act(
     app: &crate::helpers::TestApp,
@@ -85,12 +85,7 @@ async fn steps_that_the_state_does_not_allow_are_409s_that_say_why() {
     for action in ["pause", "resume", "finish"] {
         let problem =
             assert_problem(act(&app, token, &id, action).await, StatusCode::CONFLICT).await;
-        assert!(
-            problem["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("has not started")),
-            "{problem}"
-        );
+        assert_detail_says(&problem, "has not started");
     }
     assert_eq!(
         act(&app, token, &id, "start").await.status(),
