@@ -100,6 +100,17 @@ pub struct Config {
     /// (`STRIDE_TELEMETRY_WRITERS`, 0 to 16; 0 makes an ingest-only replica that leaves
     /// the buffer to other processes' writers).
     pub telemetry_writers: u32,
+    /// Samples per second accepted across all telemetry replicas above which the writers
+    /// stop draining into InfluxDB and leave the backlog in the buffer, so that the drain
+    /// does not take the CPU and disk that ingest's latency needs on a machine shared with
+    /// InfluxDB and the broker (`STRIDE_TELEMETRY_DRAIN_YIELD_ABOVE`; 0: never stop, for
+    /// InfluxDB on hosts of its own). They drain at full speed after a quiet second.
+    pub telemetry_drain_yield_above: u64,
+    /// The longest the writers stop for ingest at a stretch, seconds; after it they drain
+    /// until they have caught up, however heavy ingest is, so samples are queryable within
+    /// about this long of being accepted whenever InfluxDB keeps up
+    /// (`STRIDE_TELEMETRY_DRAIN_MAX_YIELD_SECONDS`, 1 s to a day).
+    pub telemetry_drain_max_yield_seconds: u64,
     /// How long the telemetry buffer recognises a batch sent again (same device and `seq`)
     /// and answers `duplicate: true` without storing it twice
     /// (`STRIDE_TELEMETRY_DEDUP_WINDOW_SECONDS`, 1 s to a day). The buffer keeps stored
@@ -172,6 +183,8 @@ impl Default for Config {
             ingest_max_in_flight: 512,
             ingest_max_in_flight_bytes: 8 * 1024 * 1024,
             telemetry_writers: 2,
+            telemetry_drain_yield_above: 1_000_000,
+            telemetry_drain_max_yield_seconds: 120,
             telemetry_dedup_window_seconds: 600,
             telemetry_buffer_max_bytes: 1024 * 1024 * 1024,
             background_cgroup: None,
@@ -258,6 +271,11 @@ impl Config {
         if self.telemetry_writers > 16 {
             return Err(ConfigError::Value(
                 "STRIDE_TELEMETRY_WRITERS must be between 0 and 16".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.telemetry_drain_max_yield_seconds) {
+            return Err(ConfigError::Value(
+                "STRIDE_TELEMETRY_DRAIN_MAX_YIELD_SECONDS must be between 1 and 86400".into(),
             ));
         }
         if !(1..=86_400).contains(&self.telemetry_dedup_window_seconds) {
@@ -386,6 +404,23 @@ mod tests {
             let message = window(bad).check().expect_err("out of range").to_string();
             assert!(
                 message.contains("STRIDE_TELEMETRY_DEDUP_WINDOW_SECONDS"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_longest_drain_yield_is_between_a_second_and_a_day() {
+        let longest = |telemetry_drain_max_yield_seconds| Config {
+            telemetry_drain_max_yield_seconds,
+            ..Config::default()
+        };
+        assert!(longest(1).check().is_ok());
+        assert!(longest(86_400).check().is_ok());
+        for bad in [0, 86_401] {
+            let message = longest(bad).check().expect_err("out of range").to_string();
+            assert!(
+                message.contains("STRIDE_TELEMETRY_DRAIN_MAX_YIELD_SECONDS"),
                 "{message}"
             );
         }

@@ -6,7 +6,8 @@
 //! (202 only once the broker has stored the batch; the dedup id is device and sequence
 //! number) → [`writer`] drains it into InfluxDB in large line-protocol writes and acks only
 //! after InfluxDB accepted them (on a thread and NATS connection of its own, so its CPU work
-//! never holds up a request), then trims what it stored from the buffer → [`streams`] reads
+//! never holds up a request, and stopping while ingest across the replicas is heavy), then
+//! trims what it stored from the buffer → [`streams`] reads
 //! an activity's time window back.
 //!
 //! - [`rate`]: the per-device rate limit, counted in the process and shared through Redis in
@@ -21,6 +22,8 @@
 //! - [`grpc`]: `Streams` for training (summaries at finish, imports of uploaded files);
 //! - [`live`]: Server-Sent Events of accepted samples, fanned out through NATS for the workouts
 //!   someone watches;
+//! - [`load`]: every replica's ingest rate, shared through NATS, and when the writers stop
+//!   for it;
 //! - [`events`]: erasing a deleted user's samples;
 //! - [`metrics`]: the broker's store time, and samples accepted against samples written.
 
@@ -32,6 +35,7 @@ pub mod grpc;
 pub mod influx;
 pub mod ingest;
 pub mod live;
+pub mod load;
 pub mod metrics;
 pub mod rate;
 pub mod samples;
@@ -135,7 +139,8 @@ async fn ensure_stream(broker: &Broker, config: &Config) -> anyhow::Result<()> {
 /// client: turning 100,000 samples into line protocol is tens of milliseconds of CPU. On the
 /// request path's runtime it held up the broker connection that ingest waits on for its
 /// acks; at nice 10 it still kept a core from nats-server for up to 40 ms while ingest
-/// waited for an ack. Apart and idle, the kernel preempts it for either.
+/// waited for an ack. Apart and idle, the kernel preempts it for either. Beside them, a task
+/// follows the replicas' ingest load, which the writers stop for ([`load`]).
 async fn run_writers(
     config: Arc<Config>,
     metrics: TelemetryMetrics,
@@ -145,8 +150,29 @@ async fn run_writers(
     stride_platform::thread::run_apart("telemetry-writer", cgroup.as_deref(), move || async move {
         let broker = Broker::connect(&config).await?;
         let influx = Influx::new(&config.influx_url, &config.influx_database);
-        let writer = writer::Writer::new(broker.clone(), stream_name(&config), influx, metrics);
+        let yielding = writer::Yielding {
+            load: load::ClusterLoad::default(),
+            above: config.telemetry_drain_yield_above,
+            at_most: Duration::from_secs(config.telemetry_drain_max_yield_seconds),
+        };
         let mut writers = tokio::task::JoinSet::new();
+        if yielding.above > 0 {
+            let following = yielding
+                .load
+                .clone()
+                .follow(broker.clone(), shutdown.clone());
+            writers.spawn(async move {
+                following.await;
+                Ok(())
+            });
+        }
+        let writer = writer::Writer::new(
+            broker.clone(),
+            stream_name(&config),
+            influx,
+            metrics,
+            yielding,
+        );
         for _ in 0..config.telemetry_writers {
             writers.spawn(writer.clone().run(shutdown.clone()));
         }
@@ -202,6 +228,7 @@ async fn build(context: Context) -> anyhow::Result<Service> {
     let state_for_grpc = state.clone();
     let state_for_live = state.clone();
     let (rates, redis) = (state.rates.clone(), state.redis.clone());
+    let (load_broker, accepted) = (context.broker.clone(), metrics.samples_accepted.clone());
     let writers = (config.telemetry_writers > 0).then(|| {
         let (config, metrics) = (config.clone(), metrics.clone());
         Worker::new("telemetry-writers", move |token| {
@@ -234,6 +261,10 @@ async fn build(context: Context) -> anyhow::Result<Service> {
                 }),
                 Worker::new("telemetry-rates", move |token| {
                     rate::share(rates, redis, token)
+                }),
+                Worker::new("telemetry-load", move |token| async move {
+                    load::report(load_broker, accepted, token).await;
+                    Ok(())
                 }),
             ])
             .collect(),

@@ -7,6 +7,7 @@
 //! - whether InfluxDB keeps up: `stride_telemetry_samples_accepted_total` against
 //!   `stride_telemetry_samples_written_total`, summed over the replicas, and
 //!   `stride_telemetry_influx_write_failures_total` when it does not;
+//! - whether the writers are stopped for heavy ingest: `stride_telemetry_writers_yielding`;
 //!
 //! and how close a process is to its ingest limits: `stride_telemetry_ingest_in_flight_bytes`
 //! (against `STRIDE_INGEST_MAX_IN_FLIGHT_BYTES`) and `stride_telemetry_ingest_shed_total`,
@@ -30,6 +31,8 @@ pub struct TelemetryMetrics {
     pub(crate) ingest_in_flight_bytes: Gauge,
     /// Batches answered `503` at once because the process was at its in-flight limits.
     pub(crate) ingest_shed: Counter,
+    /// This process's writers stopped now because ingest is heavy.
+    pub(crate) writers_yielding: Gauge,
 }
 
 impl Default for TelemetryMetrics {
@@ -45,6 +48,7 @@ impl Default for TelemetryMetrics {
             influx_write_failures: Counter::default(),
             ingest_in_flight_bytes: Gauge::default(),
             ingest_shed: Counter::default(),
+            writers_yielding: Gauge::default(),
         }
     }
 }
@@ -83,6 +87,12 @@ impl TelemetryMetrics {
             "telemetry_ingest_shed",
             "Telemetry batches answered 503 because the process was at its in-flight limits",
             own.ingest_shed.clone(),
+        );
+        metrics.register(
+            "telemetry_writers_yielding",
+            "Telemetry writers of this process stopped now because ingest across the \
+             replicas is above STRIDE_TELEMETRY_DRAIN_YIELD_ABOVE",
+            own.writers_yielding.clone(),
         );
         own
     }

@@ -11,6 +11,13 @@
 //! A process runs `STRIDE_TELEMETRY_WRITERS` of them (default 2: while InfluxDB takes one
 //! write in, the next is on its way) on a thread of their own, below the request path's
 //! priority (see `run_writers` in the crate root).
+//!
+//! While every replica together accepts more than `STRIDE_TELEMETRY_DRAIN_YIELD_ABOVE`
+//! samples per second, the writers stop and leave the backlog in the buffer, for at most
+//! `STRIDE_TELEMETRY_DRAIN_MAX_YIELD_SECONDS` at a stretch ([`crate::load`]). A stopped
+//! writer keeps its pull open, so the few batches it had fetched are written first when it
+//! drains again; after a stop longer than the consumer's ack wait, which the broker has
+//! handed them on after, it pulls anew.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -28,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     buffer,
     influx::{Influx, write_lines},
+    load::{ClusterLoad, Pacing},
     metrics::TelemetryMetrics,
 };
 
@@ -44,6 +52,26 @@ const MESSAGES_PER_WRITE: usize = 20;
 /// The durable consumer shared by every telemetry replica.
 pub const DURABLE: &str = "telemetry-writer";
 
+/// How long the broker waits for a writer's ack before it hands a batch to another.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a stopped writer looks at the load again.
+const PAUSE_CHECK: Duration = Duration::from_millis(100);
+
+/// How long a pull may find nothing before the writer counts itself caught up.
+const CAUGHT_UP_AFTER: Duration = Duration::from_millis(200);
+
+/// When the writers stop for ingest.
+#[derive(Debug, Clone)]
+pub struct Yielding {
+    /// The replicas' ingest load.
+    pub load: ClusterLoad,
+    /// Samples per second above which they stop (0: never).
+    pub above: u64,
+    /// The longest stop at a stretch.
+    pub at_most: Duration,
+}
+
 /// The buffer-to-InfluxDB writer.
 #[derive(Debug, Clone)]
 pub struct Writer {
@@ -51,16 +79,25 @@ pub struct Writer {
     stream: String,
     influx: Influx,
     metrics: TelemetryMetrics,
+    yielding: Yielding,
 }
 
 impl Writer {
-    /// A writer from `stream` into `influx`, counting what it stores in `metrics`.
-    pub fn new(broker: Broker, stream: String, influx: Influx, metrics: TelemetryMetrics) -> Self {
+    /// A writer from `stream` into `influx`, counting what it stores in `metrics`, stopping
+    /// for ingest as `yielding` says.
+    pub fn new(
+        broker: Broker,
+        stream: String,
+        influx: Influx,
+        metrics: TelemetryMetrics,
+        yielding: Yielding,
+    ) -> Self {
         Self {
             broker,
             stream,
             influx,
             metrics,
+            yielding,
         }
     }
 
@@ -79,7 +116,7 @@ impl Writer {
                     ack_policy: AckPolicy::Explicit,
                     // Progress acks keep a long retry alive; a writer that died without a
                     // word hands its group on after this long.
-                    ack_wait: Duration::from_secs(30),
+                    ack_wait: ACK_WAIT,
                     max_ack_pending: 50_000,
                     ..Default::default()
                 },
@@ -97,49 +134,98 @@ impl Writer {
 
     /// Writes until `shutdown`; the group in hand is finished (or left unacked) first.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut pacing = Pacing::new(self.yielding.above, self.yielding.at_most);
         let mut backoff = Duration::from_millis(200);
+        let mut pulling: Option<pull::Stream> = None;
+        let mut stopped_at = Instant::now();
         while !shutdown.is_cancelled() {
-            let mut messages = match self.consumer().await {
-                Ok(messages) => messages,
-                Err(error) => {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "telemetry writer cannot pull; retrying"
-                    );
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
+            let now = Instant::now();
+            let load = self.yielding.load.samples_per_second(now);
+            let was_yielding = pacing.is_yielding();
+            let pause = pacing.should_pause(now, load);
+            if pause && !was_yielding {
+                self.metrics.writers_yielding.inc();
+                stopped_at = now;
+                tracing::debug!(load, "telemetry writer stops for ingest");
+            } else if !pause && was_yielding {
+                self.metrics.writers_yielding.dec();
+                tracing::debug!(load, "telemetry writer drains again");
+                if now.duration_since(stopped_at) >= ACK_WAIT {
+                    // What it had fetched has gone to another writer, or will.
+                    pulling = None;
+                }
+            }
+            if pause {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(PAUSE_CHECK) => {}
+                }
+                continue;
+            }
+            let messages = match pulling.as_mut() {
+                Some(messages) => messages,
+                None => match self.consumer().await {
+                    Ok(messages) => {
+                        backoff = Duration::from_millis(200);
+                        pulling.insert(messages)
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    Err(error) => {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "telemetry writer cannot pull; retrying"
+                        );
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                },
+            };
+            let first = tokio::select! {
+                () = shutdown.cancelled() => break,
+                next = tokio::time::timeout(CAUGHT_UP_AFTER, messages.next()) => next,
+            };
+            let first = match first {
+                Ok(Some(Ok(message))) => message,
+                Err(_) => {
+                    // Nothing waiting: caught up. Look at the load again.
+                    pacing.caught_up();
+                    continue;
+                }
+                Ok(Some(Err(error))) => {
+                    tracing::warn!(%error, "telemetry writer's pull failed; pulling anew");
+                    pulling = None;
+                    continue;
+                }
+                Ok(None) => {
+                    pulling = None;
                     continue;
                 }
             };
-            backoff = Duration::from_millis(200);
-            loop {
-                let first = tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
-                    next = messages.next() => next,
-                };
-                let first = match first {
-                    Some(Ok(message)) => message,
-                    Some(Err(error)) => {
-                        tracing::warn!(%error, "telemetry writer's pull failed; pulling anew");
-                        break;
-                    }
-                    None => break,
-                };
-                let mut group = vec![first];
-                // Take what is already waiting, without waiting for more.
-                while group.len() < MESSAGES_PER_WRITE {
-                    match tokio::time::timeout(Duration::from_millis(5), messages.next()).await {
-                        Ok(Some(Ok(message))) => group.push(message),
-                        _ => break,
-                    }
-                }
-                if !self.write_group(group, &shutdown).await {
-                    return Ok(());
+            let mut group = vec![first];
+            // Take what is already waiting, without waiting for more.
+            while group.len() < MESSAGES_PER_WRITE {
+                match tokio::time::timeout(Duration::from_millis(5), messages.next()).await {
+                    Ok(Some(Ok(message))) => group.push(message),
+                    _ => break,
                 }
             }
+            // Less than another write's worth behind this group: the writer has caught up.
+            let caught_up = group
+                .last()
+                .and_then(|message| message.info().ok())
+                .is_some_and(|info| info.pending < MESSAGES_PER_WRITE as u64);
+            if !self.write_group(group, &shutdown).await {
+                break;
+            }
+            if caught_up {
+                pacing.caught_up();
+            }
+        }
+        if pacing.is_yielding() {
+            self.metrics.writers_yielding.dec();
         }
         Ok(())
     }

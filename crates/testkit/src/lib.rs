@@ -214,6 +214,12 @@ impl TestApp {
             .expect("metrics text")
     }
 
+    /// The value of the process's unlabelled metric `name` (say
+    /// `stride_telemetry_samples_accepted_total`), 0 when it is not there yet.
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric_in(&self.metrics().await, name)
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
         self.client
             .post(self.url(path))
@@ -655,4 +661,11 @@ impl Drop for PrivateInflux {
         self.kill();
         remove_folder(&self.folder);
     }
+}
+
+/// The value of the unlabelled metric `name` in Prometheus `text`, 0 when it is not there yet.
+pub fn metric_in(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }

@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 use stride_proto::telemetry::v1::{Sample, SampleBatch};
 
 use crate::helpers::{
-    PrivateRedis, Recording, TestApp, assert_detail_says, assert_problem, post_batch, post_body,
-    post_protobuf, recording, samples, spawn, spawn_app, spawn_app_with, streams_with, test_config,
+    PrivateRedis, Recording, TestApp, assert_detail_says, assert_problem, metric_in, post_batch,
+    post_body, post_protobuf, recording, samples, spawn, spawn_app, spawn_app_with, streams_with,
+    test_config,
 };
 
 #[tokio::test]
@@ -42,13 +43,6 @@ async fn accepted_batches_become_queryable_and_a_retry_is_stored_once() {
     assert_eq!(streams["latlng"]["data"][0], json!([45.0, 7.0]));
 }
 
-/// The value of an unlabelled metric in the Prometheus text, 0 when it is not there yet.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn metrics_count_accepted_and_written_samples_and_time_the_broker() {
     let app = spawn_app().await;
@@ -65,28 +59,28 @@ async fn metrics_count_accepted_and_written_samples_and_time_the_broker() {
     let mut text = String::new();
     for _ in 0..50 {
         text = app.metrics().await;
-        if metric(&text, "stride_telemetry_samples_written_total") >= 300.0 {
+        if metric_in(&text, "stride_telemetry_samples_written_total") >= 300.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        metric(&text, "stride_telemetry_samples_accepted_total"),
+        metric_in(&text, "stride_telemetry_samples_accepted_total"),
         300.0,
         "the retry is a duplicate and the invalid batch never reached the broker: {text}"
     );
     assert_eq!(
-        metric(&text, "stride_telemetry_samples_written_total"),
+        metric_in(&text, "stride_telemetry_samples_written_total"),
         300.0,
         "{text}"
     );
     assert_eq!(
-        metric(&text, "stride_telemetry_buffer_store_seconds_count"),
+        metric_in(&text, "stride_telemetry_buffer_store_seconds_count"),
         2.0,
         "both stored batches were timed, the duplicate too: {text}"
     );
     assert_eq!(
-        metric(&text, "stride_telemetry_influx_write_failures_total"),
+        metric_in(&text, "stride_telemetry_influx_write_failures_total"),
         0.0,
         "{text}"
     );
@@ -636,10 +630,7 @@ fn open_batch_request(app: &TestApp, recording: &Recording, declared: Option<usi
 async fn until_in_flight(app: &TestApp, bytes: f64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let now = metric(
-            &app.metrics().await,
-            "stride_telemetry_ingest_in_flight_bytes",
-        );
+        let now = app.metric("stride_telemetry_ingest_in_flight_bytes").await;
         if now == bytes {
             return;
         }
@@ -681,10 +672,7 @@ async fn ingest_sheds_by_the_bytes_in_flight_counting_each_body_by_its_declared_
     until_in_flight(&app, 1_048_576.0).await;
     let refused = post_batch(&app, &ride, 3, samples(&ride, 3_010, 10)).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        metric(&app.metrics().await, "stride_telemetry_ingest_shed_total"),
-        2.0
-    );
+    assert_eq!(app.metric("stride_telemetry_ingest_shed_total").await, 2.0);
     drop(held);
     until_in_flight(&app, 0.0).await;
 

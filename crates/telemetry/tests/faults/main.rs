@@ -13,3 +13,4 @@ mod helpers;
 mod influx_outage;
 mod kills;
 mod replicas;
+mod yielding;
