@@ -7,7 +7,9 @@
 //! 2. end to end: protobuf 1,000-sample batches at full speed for a while; accepted samples ÷
 //!    the time from the first batch until InfluxDB counts all of them. Next to it, InfluxDB's
 //!    own rate for the same number of equal points written by one client straight to `/write`,
-//!    1,000 lines a write (and the writer's own write size), into a separate database;
+//!    1,000 lines a write (and the writer's own write size), into a separate database, once
+//!    the end-to-end phase has drained and before phase 3, so that nothing else writes to
+//!    InfluxDB meanwhile;
 //! 3. ingest latency at half the protobuf 1,000-sample accept rate, open loop (latency from
 //!    when a batch was due; each batch is built before it is due, as a device has it ready).
 //!    The loop starts with `--latency-warm-up-secs` (2) at the same rate that are reported
@@ -1268,6 +1270,36 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         end_to_end = Some(figures);
         max_rate / 2.0
     };
+    // InfluxDB direct, on the same number of points as the end-to-end phase, right after
+    // its drain, while nothing else writes to InfluxDB. After phase 3 the server's writers
+    // drain that phase's backlog for minutes, and a direct round then shares InfluxDB with
+    // them.
+    let direct_database = format!("{}_direct", options.influx_database);
+    let mut direct = Vec::new();
+    let direct_rounds = match &end_to_end {
+        Some(_) => options.direct_batch_lines.as_slice(),
+        None => &[],
+    };
+    let direct_points = end_to_end.as_ref().map_or(0, |e| e.samples);
+    for (round, &batch_lines) in direct_rounds.iter().enumerate() {
+        eprintln!(
+            "InfluxDB direct: {direct_points} points, {batch_lines} lines a write, one client"
+        );
+        direct.push(
+            direct_writes(
+                &influx,
+                &direct_database,
+                bench.devices.len() as u64,
+                direct_points,
+                batch_lines,
+                // Each round its own (earlier) seconds, so no round overwrites another's points.
+                first_time_ms.saturating_sub(round as u64 * 4_000_000_000),
+                options.server_pid,
+            )
+            .await?,
+        );
+    }
+
     eprintln!(
         "latency: open loop at {half_rate:.0} samples/s, {} s of warm-up then {} s measured, \
          live probe alongside",
@@ -1311,33 +1343,6 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     live.error = live_error;
     let server_memory = options.server_pid.map(procfs::memory).transpose()?;
     drop(sampler);
-
-    // InfluxDB direct, on the same number of points as the end-to-end phase.
-    let direct_database = format!("{}_direct", options.influx_database);
-    let mut direct = Vec::new();
-    let direct_rounds = match &end_to_end {
-        Some(_) => options.direct_batch_lines.as_slice(),
-        None => &[],
-    };
-    let direct_points = end_to_end.as_ref().map_or(0, |e| e.samples);
-    for (round, &batch_lines) in direct_rounds.iter().enumerate() {
-        eprintln!(
-            "InfluxDB direct: {direct_points} points, {batch_lines} lines a write, one client"
-        );
-        direct.push(
-            direct_writes(
-                &influx,
-                &direct_database,
-                bench.devices.len() as u64,
-                direct_points,
-                batch_lines,
-                // Each round its own (earlier) seconds, so no round overwrites another's points.
-                first_time_ms.saturating_sub(round as u64 * 4_000_000_000),
-                options.server_pid,
-            )
-            .await?,
-        );
-    }
 
     let mut disk = Vec::new();
     if let Some(data_dir) = options
