@@ -89,6 +89,17 @@ pub async fn account(
     if response.status() != StatusCode::CREATED {
         bail!("registering {email}: {}", describe(response).await);
     }
+    log_in(client, base_url, &email, number).await
+}
+
+/// Logs in as `email` again (`number` picks its client address): a fresh access token, for a
+/// phase that starts after the first one has expired.
+pub async fn log_in(
+    client: &Client,
+    base_url: &str,
+    email: &str,
+    number: usize,
+) -> anyhow::Result<Account> {
     let response = client
         .post(format!("{base_url}/v1/auth/login"))
         .header("x-forwarded-for", client_address(number))
@@ -101,7 +112,7 @@ pub async fn account(
     }
     let tokens: Tokens = response.json().await.context("reading the login answer")?;
     Ok(Account {
-        email,
+        email: email.to_owned(),
         access_token: tokens.access_token,
     })
 }

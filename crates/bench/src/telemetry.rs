@@ -1307,6 +1307,10 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     );
     let window = Duration::from_secs(options.latency_secs);
     let warm_up = Duration::from_secs(options.latency_warm_up_secs);
+    // The probe's token from the set-up has expired by now (15 minutes on a slow day's
+    // whole run): its viewer logs in again.
+    let probe_account =
+        api::log_in(&client, &base_url, &probe_account.email, options.devices).await?;
     let (sent, seen): (Sent, Seen) = Default::default();
     let (connected, on_connect) = tokio::sync::oneshot::channel();
     let viewer = tokio::spawn(watch_live(
