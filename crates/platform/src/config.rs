@@ -392,54 +392,55 @@ mod tests {
         assert!(message.contains("STRIDE_TELEMETRY_WRITERS"), "{message}");
     }
 
+    /// `set` makes a configuration that passes its check for each of `good`, and one that
+    /// fails it, naming `variable`, for each of `bad`.
+    fn accepts_only(set: impl Fn(u64) -> Config, good: &[u64], bad: &[u64], variable: &str) {
+        for &value in good {
+            assert!(set(value).check().is_ok(), "{variable} = {value}");
+        }
+        for &value in bad {
+            let message = set(value).check().expect_err("out of range").to_string();
+            assert!(message.contains(variable), "{message}");
+        }
+    }
+
     #[test]
     fn the_dedup_window_is_between_a_second_and_a_day() {
-        let window = |telemetry_dedup_window_seconds| Config {
-            telemetry_dedup_window_seconds,
-            ..Config::default()
-        };
-        assert!(window(1).check().is_ok());
-        assert!(window(86_400).check().is_ok());
-        for bad in [0, 86_401] {
-            let message = window(bad).check().expect_err("out of range").to_string();
-            assert!(
-                message.contains("STRIDE_TELEMETRY_DEDUP_WINDOW_SECONDS"),
-                "{message}"
-            );
-        }
+        accepts_only(
+            |telemetry_dedup_window_seconds| Config {
+                telemetry_dedup_window_seconds,
+                ..Config::default()
+            },
+            &[1, 86_400],
+            &[0, 86_401],
+            "STRIDE_TELEMETRY_DEDUP_WINDOW_SECONDS",
+        );
     }
 
     #[test]
     fn the_longest_drain_yield_is_between_a_second_and_a_day() {
-        let longest = |telemetry_drain_max_yield_seconds| Config {
-            telemetry_drain_max_yield_seconds,
-            ..Config::default()
-        };
-        assert!(longest(1).check().is_ok());
-        assert!(longest(86_400).check().is_ok());
-        for bad in [0, 86_401] {
-            let message = longest(bad).check().expect_err("out of range").to_string();
-            assert!(
-                message.contains("STRIDE_TELEMETRY_DRAIN_MAX_YIELD_SECONDS"),
-                "{message}"
-            );
-        }
+        accepts_only(
+            |telemetry_drain_max_yield_seconds| Config {
+                telemetry_drain_max_yield_seconds,
+                ..Config::default()
+            },
+            &[1, 86_400],
+            &[0, 86_401],
+            "STRIDE_TELEMETRY_DRAIN_MAX_YIELD_SECONDS",
+        );
     }
 
     #[test]
     fn the_telemetry_buffer_holds_at_least_a_mebibyte() {
-        let limit = |telemetry_buffer_max_bytes| Config {
-            telemetry_buffer_max_bytes,
-            ..Config::default()
-        };
-        assert!(limit(1024 * 1024).check().is_ok());
-        for bad in [0, 1024 * 1024 - 1, u64::MAX] {
-            let message = limit(bad).check().expect_err("out of range").to_string();
-            assert!(
-                message.contains("STRIDE_TELEMETRY_BUFFER_MAX_BYTES"),
-                "{message}"
-            );
-        }
+        accepts_only(
+            |telemetry_buffer_max_bytes| Config {
+                telemetry_buffer_max_bytes,
+                ..Config::default()
+            },
+            &[1024 * 1024],
+            &[0, 1024 * 1024 - 1, u64::MAX],
+            "STRIDE_TELEMETRY_BUFFER_MAX_BYTES",
+        );
     }
 
     #[test]
@@ -451,20 +452,15 @@ mod tests {
         assert!(limit(1).check().is_ok());
         let message = limit(0).check().expect_err("zero").to_string();
         assert!(message.contains("STRIDE_INGEST_MAX_IN_FLIGHT"), "{message}");
-        let bytes = |ingest_max_in_flight_bytes| Config {
-            ingest_max_in_flight_bytes,
-            ..Config::default()
-        };
-        for fits in [1024 * 1024, 1024 * 1024 * 1024] {
-            assert!(bytes(fits).check().is_ok(), "{fits}");
-        }
-        for bad in [0, 1024 * 1024 - 1, 1024 * 1024 * 1024 + 1, u64::MAX] {
-            let message = bytes(bad).check().expect_err("out of range").to_string();
-            assert!(
-                message.contains("STRIDE_INGEST_MAX_IN_FLIGHT_BYTES"),
-                "{message}"
-            );
-        }
+        accepts_only(
+            |ingest_max_in_flight_bytes| Config {
+                ingest_max_in_flight_bytes,
+                ..Config::default()
+            },
+            &[1024 * 1024, 1024 * 1024 * 1024],
+            &[0, 1024 * 1024 - 1, 1024 * 1024 * 1024 + 1, u64::MAX],
+            "STRIDE_INGEST_MAX_IN_FLIGHT_BYTES",
+        );
     }
 
     #[test]
