@@ -27,8 +27,44 @@ const YIELD_ABOVE: u64 = 10;
 
 const YIELDING: &str = "stride_telemetry_writers_yielding";
 
+/// A device sending a batch every [`BATCH_EVERY`] until it is stopped.
+struct Streaming {
+    accepted_samples: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(Device, Vec<AcceptedBatch>, Tally)>,
+}
+
+impl Streaming {
+    /// Starts `device` sending to `base`.
+    fn start(base: String, device: Device) -> Self {
+        let accepted_samples = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(stream(base, device, accepted_samples.clone(), stop.clone()));
+        Self {
+            accepted_samples,
+            stop,
+            task,
+        }
+    }
+
+    /// Samples accepted so far.
+    fn accepted(&self) -> u64 {
+        self.accepted_samples.load(Ordering::Relaxed)
+    }
+
+    /// Stops the device and returns what it had accepted; fails on answers a device cannot
+    /// act on.
+    async fn stop(self) -> Vec<(Device, Vec<AcceptedBatch>)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let (device, batches, tally) = self.task.await.expect("device task");
+        eprintln!("device done: {tally:?}");
+        assert!(tally.unexpected.is_empty(), "{:?}", tally.unexpected);
+        vec![(device, batches)]
+    }
+}
+
 /// Sends the device's batches to `base` every [`BATCH_EVERY`] until `stop`, counting the
-/// samples accepted in `accepted`.
+/// samples accepted in `accepted_samples`.
 async fn stream(
     base: String,
     device: Device,
@@ -52,19 +88,6 @@ async fn stream(
         tokio::time::sleep(BATCH_EVERY).await;
     }
     (device, accepted, tally)
-}
-
-/// Stops the device once `stop` is set and returns what it had accepted; fails on answers a
-/// device cannot act on.
-async fn stop_streaming(
-    stop: &AtomicBool,
-    streaming: tokio::task::JoinHandle<(Device, Vec<AcceptedBatch>, Tally)>,
-) -> Vec<(Device, Vec<AcceptedBatch>)> {
-    stop.store(true, Ordering::Relaxed);
-    let (device, batches, tally) = streaming.await.expect("device task");
-    eprintln!("device done: {tally:?}");
-    assert!(tally.unexpected.is_empty(), "{:?}", tally.unexpected);
-    vec![(device, batches)]
 }
 
 /// The most writers `metrics_url` reported stopped, read every 100 ms until `stop`.
@@ -122,22 +145,15 @@ async fn writers_stop_for_heavy_ingest_on_another_replica_and_drain_once_it_is_q
     let device = device(&first, Encoding::Protobuf).await;
 
     let start = Instant::now();
-    let accepted_samples = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let streaming = tokio::spawn(stream(
-        first.address.clone(),
-        device,
-        accepted_samples.clone(),
-        stop.clone(),
-    ));
+    let streaming = Streaming::start(first.address.clone(), device);
     // The first batches may be written before the first report of the load arrives.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, points_at_3s) = through.written();
     let yielding = second.metric(YIELDING).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (_, points_at_8s) = through.written();
-    let accepted_at_8s = accepted_samples.load(Ordering::Relaxed);
-    let accepted = stop_streaming(&stop, streaming).await;
+    let accepted_at_8s = streaming.accepted();
+    let accepted = streaming.stop().await;
     eprintln!(
         "{} {accepted_at_8s} samples accepted by 8 s; points written by 3 s: {points_at_3s}, \
          by 8 s: {points_at_8s}; writers yielding at 3 s: {yielding}",
@@ -180,23 +196,16 @@ async fn writers_stopped_for_ingest_drain_after_the_longest_yield_while_it_goes_
     let store = Store::new(&influx.url(), &config.influx_database);
 
     let start = Instant::now();
-    let accepted_samples = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let streaming = tokio::spawn(stream(
-        app.address.clone(),
-        device,
-        accepted_samples.clone(),
-        stop.clone(),
-    ));
-    let watching = tokio::spawn(most_yielding(app.url("/metrics"), stop.clone()));
+    let streaming = Streaming::start(app.address.clone(), device);
+    let watching = tokio::spawn(most_yielding(app.url("/metrics"), streaming.stop.clone()));
     // Ingest stays heavy for 12 s. What was accepted by 6 s must be queryable by 12 s: the
     // writers stop for at most 2 s at a stretch, then catch up.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let accepted_at_6s = accepted_samples.load(Ordering::Relaxed);
+    let accepted_at_6s = streaming.accepted();
     tokio::time::sleep(Duration::from_secs(6)).await;
     let stored_at_12s: u64 = store.counts().await.unwrap_or_default().values().sum();
-    let accepted_at_12s = accepted_samples.load(Ordering::Relaxed);
-    let accepted = stop_streaming(&stop, streaming).await;
+    let accepted_at_12s = streaming.accepted();
+    let accepted = streaming.stop().await;
     let most_yielding = watching.await.expect("watching task");
     eprintln!(
         "{} accepted by 6 s: {accepted_at_6s}, by 12 s: {accepted_at_12s}; queryable at 12 s: \
