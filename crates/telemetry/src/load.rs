@@ -243,7 +243,15 @@ impl Pacing {
 
     /// Whether the writer is stopped for ingest.
     pub fn is_yielding(&self) -> bool {
-        matches!(self.state, State::Yielding { .. })
+        self.yielding_since().is_some()
+    }
+
+    /// Since when the writer is stopped for ingest, if it is.
+    pub fn yielding_since(&self) -> Option<Instant> {
+        match self.state {
+            State::Yielding { since, .. } => Some(since),
+            State::Draining | State::CatchingUp => None,
+        }
     }
 }
 
@@ -287,7 +295,7 @@ mod tests {
             "at the threshold it drains"
         );
         assert!(pacing.should_pause(at(100), 1_001));
-        assert!(pacing.is_yielding());
+        assert_eq!(pacing.yielding_since(), Some(at(100)));
         // Quiet, but not for a second yet; a busy moment starts the quiet anew.
         assert!(pacing.should_pause(at(200), 0));
         assert!(pacing.should_pause(at(1_100), 0));

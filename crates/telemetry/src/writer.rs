@@ -137,23 +137,25 @@ impl Writer {
         let mut pacing = Pacing::new(self.yielding.above, self.yielding.at_most);
         let mut backoff = Duration::from_millis(200);
         let mut pulling: Option<pull::Stream> = None;
-        let mut stopped_at = Instant::now();
         while !shutdown.is_cancelled() {
             let now = Instant::now();
             let load = self.yielding.load.samples_per_second(now);
-            let was_yielding = pacing.is_yielding();
+            let stopped_since = pacing.yielding_since();
             let pause = pacing.should_pause(now, load);
-            if pause && !was_yielding {
-                self.metrics.writers_yielding.inc();
-                stopped_at = now;
-                tracing::debug!(load, "telemetry writer stops for ingest");
-            } else if !pause && was_yielding {
-                self.metrics.writers_yielding.dec();
-                tracing::debug!(load, "telemetry writer drains again");
-                if now.duration_since(stopped_at) >= ACK_WAIT {
-                    // What it had fetched has gone to another writer, or will.
-                    pulling = None;
+            match stopped_since {
+                None if pause => {
+                    self.metrics.writers_yielding.inc();
+                    tracing::debug!(load, "telemetry writer stops for ingest");
                 }
+                Some(since) if !pause => {
+                    self.metrics.writers_yielding.dec();
+                    tracing::debug!(load, "telemetry writer drains again");
+                    if now.duration_since(since) >= ACK_WAIT {
+                        // What it had fetched has gone to another writer, or will.
+                        pulling = None;
+                    }
+                }
+                _ => {}
             }
             if pause {
                 tokio::select! {
