@@ -2,7 +2,11 @@
 //! password-hashing threads and everything else), of this benchmark process, and of the whole
 //! machine — so a latency figure can be read next to who was using the cores at the time.
 
-use std::{collections::HashMap, fs, time::Instant};
+use std::{
+    collections::HashMap,
+    fs,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -258,6 +262,53 @@ impl CpuUsage {
     }
 }
 
+/// What the benchmark found when it waited for the machine to go quiet before a phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settled {
+    /// Seconds it waited.
+    pub waited_secs: f64,
+    /// Whether the machine went quiet within the limit.
+    pub quiet: bool,
+    /// The last second it looked at: the cores busy and the busiest processes.
+    pub last_second: CpuUsage,
+}
+
+/// Waits until the whole machine has kept fewer than `below` cores busy in each of
+/// `seconds` seconds in a row, or until `at_most` has passed, whichever comes first.
+///
+/// Work that earlier phases leave behind (InfluxDB compacting the points just written to
+/// it, the kernel writing the broker's files back) would otherwise share the cores with the
+/// next phase, and its latency would be theirs.
+pub async fn settle(
+    below: f64,
+    seconds: u32,
+    at_most: Duration,
+    server_pid: Option<u32>,
+) -> anyhow::Result<Settled> {
+    let began = Instant::now();
+    let mut quiet_seconds = 0;
+    let mut before = CpuSnapshot::take(server_pid)?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = CpuSnapshot::take(server_pid)?;
+        let last_second = CpuUsage::between(&before, &after, server_pid);
+        quiet_seconds = if last_second.machine_busy_cores < below {
+            quiet_seconds + 1
+        } else {
+            0
+        };
+        let waited = began.elapsed();
+        if quiet_seconds >= seconds || waited >= at_most {
+            return Ok(Settled {
+                waited_secs: waited.as_secs_f64(),
+                quiet: quiet_seconds >= seconds,
+                last_second,
+            });
+        }
+        before = after;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +380,31 @@ mod tests {
         let memory = memory(std::process::id()).expect("own /proc entry");
         assert!(memory.rss_kib > 0);
         assert!(memory.peak_rss_kib >= memory.rss_kib);
+    }
+
+    #[tokio::test]
+    async fn settling_ends_once_the_machine_is_quiet_long_enough() {
+        // Every second is "quiet" below more cores than the machine has.
+        let cores = crate::hashing::cores() as f64;
+        let settled = settle(cores + 1.0, 2, Duration::from_secs(30), None)
+            .await
+            .expect("settled");
+        assert!(settled.quiet);
+        assert!(
+            (1.9..10.0).contains(&settled.waited_secs),
+            "two quiet seconds took {} s",
+            settled.waited_secs
+        );
+    }
+
+    #[tokio::test]
+    async fn settling_gives_up_at_the_limit_on_a_busy_machine() {
+        // No second is quiet below zero cores.
+        let settled = settle(0.0, 1, Duration::from_secs(2), None)
+            .await
+            .expect("settled");
+        assert!(!settled.quiet);
+        assert!(settled.waited_secs >= 2.0, "{}", settled.waited_secs);
+        assert!(settled.last_second.wall_secs > 0.5);
     }
 }

@@ -88,6 +88,12 @@ pub struct Options {
     /// and the writer start from idle after the drain that ends phase 2.
     #[arg(long, default_value_t = 2)]
     pub latency_warm_up_secs: u64,
+    /// Longest wait, seconds, before phase 3 for the machine to go quiet: under 0.1 of a
+    /// core busy in each of 3 seconds in a row. What earlier phases leave behind (InfluxDB
+    /// compacting the direct rounds' points, the kernel writing back the broker's files)
+    /// would otherwise share the cores with phase 3. The wait is reported; 0 does not wait.
+    #[arg(long, default_value_t = 300)]
+    pub settle_max_secs: u64,
     /// Lines per direct InfluxDB write (comma-separated).
     #[arg(long, default_value = "1000,20000", value_delimiter = ',')]
     pub direct_batch_lines: Vec<usize>,
@@ -231,6 +237,8 @@ pub struct Report {
     pub half_rate_samples_per_second: f64,
     /// (3) latency at half the rate, from when each batch was due.
     pub half_rate: Option<AcceptFigures>,
+    /// Before (3): the wait for the machine to go quiet (none with `--settle-max-secs 0`).
+    pub settled_before_half_rate: Option<procfs::Settled>,
     /// (4) the live view during (3).
     pub live: LiveFigures,
     /// (5) highest VmRSS seen while sampling during load, and VmHWM at the end.
@@ -1300,6 +1308,23 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         );
     }
 
+    let settled = if options.settle_max_secs > 0 {
+        eprintln!(
+            "waiting up to {} s for the machine to go quiet before phase 3",
+            options.settle_max_secs
+        );
+        Some(
+            procfs::settle(
+                SETTLED_BELOW_CORES,
+                SETTLED_FOR_SECS,
+                Duration::from_secs(options.settle_max_secs),
+                options.server_pid,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     eprintln!(
         "latency: open loop at {half_rate:.0} samples/s, {} s of warm-up then {} s measured, \
          live probe alongside",
@@ -1392,6 +1417,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         direct,
         half_rate_samples_per_second: half_rate,
         half_rate: Some(half),
+        settled_before_half_rate: settled,
         live,
         server_rss_max_kib: options
             .server_pid
@@ -1413,6 +1439,29 @@ fn failure_lines(out: &mut String, figures: &AcceptFigures) {
         .filter(|last| Some(*last) != figures.first_failure.as_ref())
     {
         let _ = writeln!(out, "  last failure: {failure}");
+    }
+}
+
+/// The machine counts as quiet before phase 3 below this many busy cores...
+const SETTLED_BELOW_CORES: f64 = 0.1;
+/// ...in each of this many seconds in a row.
+const SETTLED_FOR_SECS: u32 = 3;
+
+/// How long the benchmark waited before phase 3 for the machine to go quiet.
+fn settled_line(settled: &procfs::Settled) -> String {
+    if settled.quiet {
+        format!(
+            "  before it: {:.0} s of waiting for the machine to go quiet (under \
+             {SETTLED_BELOW_CORES} of a core busy for {SETTLED_FOR_SECS} s in a row)",
+            settled.waited_secs
+        )
+    } else {
+        format!(
+            "  before it: the machine was still busy after {:.0} s of waiting; its last \
+             second:\n{}",
+            settled.waited_secs,
+            api::cpu_line("", Some(&settled.last_second))
+        )
     }
 }
 
@@ -1501,6 +1550,9 @@ pub fn render(report: &Report) -> String {
         }
         if !h.latency_by_second.is_empty() {
             let _ = writeln!(out, "{}", by_second_line(&h.latency_by_second));
+        }
+        if let Some(settled) = &report.settled_before_half_rate {
+            let _ = writeln!(out, "{}", settled_line(settled));
         }
         let _ = writeln!(out, "{}", api::cpu_line("", h.cpu.as_ref()));
         failure_lines(&mut out, h);
