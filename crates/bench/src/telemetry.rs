@@ -1536,6 +1536,9 @@ pub fn render(report: &Report) -> String {
              failed",
             report.half_rate_samples_per_second, h.samples_per_second, h.failed
         );
+        if let Some(settled) = &report.settled_before_half_rate {
+            let _ = writeln!(out, "{}", settled_line(settled));
+        }
         let _ = writeln!(
             out,
             "{}",
@@ -1550,9 +1553,6 @@ pub fn render(report: &Report) -> String {
         }
         if !h.latency_by_second.is_empty() {
             let _ = writeln!(out, "{}", by_second_line(&h.latency_by_second));
-        }
-        if let Some(settled) = &report.settled_before_half_rate {
-            let _ = writeln!(out, "{}", settled_line(settled));
         }
         let _ = writeln!(out, "{}", api::cpu_line("", h.cpu.as_ref()));
         failure_lines(&mut out, h);
